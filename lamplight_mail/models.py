@@ -1,0 +1,296 @@
+"""The database schema: the source of truth for users, accounts, sends and every message."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from lamplight_mail.extensions import db
+
+
+def utcnow() -> datetime:
+    """Naive UTC: stored the same way on SQLite (no time zones) and PostgreSQL."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as plain strings with a CHECK, so adding a member is a small migration on both
+    # databases and the values read naturally in SQL.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"
+
+
+class AccountKind(enum.StrEnum):
+    SYSTEM = "system"  # the single account for all operators
+    OPERATOR = "operator"  # an individual operator's (or admin's) own account
+
+
+class AuthMethod(enum.StrEnum):
+    LOGIN = "login"
+    PLAIN = "plain"
+    NONE = "none"
+
+
+class Security(enum.StrEnum):
+    TLS = "tls"  # STARTTLS
+    SSL = "ssl"  # implicit TLS
+    NONE = "none"
+
+
+class AccountHealth(enum.StrEnum):
+    READY = "ready"
+    WAITING_FOR_PASSWORD = "waiting_for_password"
+    PAUSED = "paused"
+
+
+class SendStatus(enum.StrEnum):
+    FLAGGED = "flagged"
+    QUEUED = "queued"
+    SENDING = "sending"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class MessageStatus(enum.StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    CANCELLED = "cancelled"
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active_user: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    account: Mapped[EmailAccount | None] = relationship(
+        back_populates="owner", foreign_keys="EmailAccount.owner_id"
+    )
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users at login
+        return self.is_active_user
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+
+class EmailAccount(db.Model):
+    """An SMTP account mail leaves through: the single system account or an operator's own."""
+
+    __tablename__ = "email_accounts"
+    __table_args__ = (
+        # At most one single account for all operators.
+        Index(
+            "uq_email_accounts_one_system",
+            "kind",
+            unique=True,
+            sqlite_where=text("kind = 'system'"),
+            postgresql_where=text("kind = 'system'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[AccountKind] = mapped_column(_enum(AccountKind, "account_kind"))
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), unique=True
+    )
+    default_for_operators: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    provider: Mapped[str] = mapped_column(String(20), default="custom")
+    host: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int] = mapped_column(Integer)
+    auth_method: Mapped[AuthMethod] = mapped_column(_enum(AuthMethod, "auth_method"))
+    security: Mapped[Security] = mapped_column(_enum(Security, "security"))
+    username: Mapped[str] = mapped_column(String(254), default="")
+    # Fernet token (see crypto.py); never the password itself.
+    password_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    from_email: Mapped[str] = mapped_column(String(254))
+    from_name: Mapped[str] = mapped_column(String(120), default="")
+
+    daily_limit: Mapped[int] = mapped_column(Integer)  # recipients per rolling 24 h
+    per_minute_limit: Mapped[int] = mapped_column(Integer)  # messages per rolling minute
+    max_recipients: Mapped[int] = mapped_column(Integer)  # recipients per message
+    connection_cap: Mapped[int] = mapped_column(Integer, default=3)
+    reserve_percent: Mapped[int] = mapped_column(Integer, default=0)
+
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime)
+    paused_reason: Mapped[str | None] = mapped_column(Text)  # the server's answer
+    paused_advice: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[User | None] = relationship(back_populates="account", foreign_keys=[owner_id])
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_encrypted is not None
+
+    @property
+    def health(self) -> AccountHealth:
+        if self.paused_at is not None:
+            return AccountHealth.PAUSED
+        if self.auth_method != AuthMethod.NONE and not self.has_password:
+            return AccountHealth.WAITING_FOR_PASSWORD
+        return AccountHealth.READY
+
+    @property
+    def is_ready(self) -> bool:
+        return self.health == AccountHealth.READY
+
+    @property
+    def label(self) -> str:
+        if self.kind == AccountKind.SYSTEM:
+            return f"Single account ({self.from_email})"
+        owner = self.owner.name if self.owner else "unknown operator"
+        return f"{owner} ({self.from_email})"
+
+
+class Send(db.Model):
+    """One compose: a subject and body going to many recipients, one message each."""
+
+    __tablename__ = "sends"
+    __table_args__ = (Index("ix_sends_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("email_accounts.id"), index=True)
+    subject: Mapped[str] = mapped_column(String(998))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[SendStatus] = mapped_column(_enum(SendStatus, "send_status"))
+    recipient_count: Mapped[int] = mapped_column(Integer)
+    flag_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(DateTime)
+    released_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    account: Mapped[EmailAccount] = relationship()
+    released_by: Mapped[User | None] = relationship(foreign_keys=[released_by_id])
+
+
+class Message(db.Model):
+    """One recipient of one send: the outbox row a worker claims, sends and marks."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        # What the claimers and the sweep ask: due work for an account.
+        Index("ix_messages_account_status_due", "account_id", "status", "due_at"),
+        Index("ix_messages_status_due", "status", "due_at"),
+        # Progress of one send by state.
+        Index("ix_messages_send_status", "send_id", "status"),
+        # Rolling-window rebuild and the dashboard: what an account sent since a moment.
+        Index("ix_messages_account_sent_at", "account_id", "sent_at"),
+        # Keyset pagination of the delivery log, newest first.
+        Index("ix_messages_created_id", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("email_accounts.id"))
+    recipient_email: Mapped[str] = mapped_column(String(254))
+    recipient_name: Mapped[str] = mapped_column(String(120), default="")
+    message_id_header: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus, "message_status"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_response: Mapped[str | None] = mapped_column(Text)  # the server's own answer
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    send: Mapped[Send] = relationship()
+    account: Mapped[EmailAccount] = relationship()
+
+
+class AccountDailyStats(db.Model):
+    """Per-account, per-day counters kept beside the messages, so dashboards stay flat in cost
+    as history grows and survive the retention purge."""
+
+    __tablename__ = "account_daily_stats"
+    __table_args__ = (UniqueConstraint("account_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("email_accounts.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEvent(db.Model):
+    """Who changed what and when. `details` never holds a secret (see audit.record)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at_id", "at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor_email: Mapped[str] = mapped_column(String(254), default="")  # kept if the user goes
+    action: Mapped[str] = mapped_column(String(60))
+    target_type: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Setting(db.Model):
+    """Small organisation-wide settings (e.g. the flag threshold), one row per key."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""Blueprints, one per area. Views stay thin: validate, call a service, redirect."""

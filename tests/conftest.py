@@ -1,0 +1,296 @@
+"""Fixtures: real Redis, real SMTP servers, SQLite always and PostgreSQL when TEST_DATABASE_URL
+is set. Chain: database_url -> app -> client -> auth (flaskr's shape)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import trustme
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from lamplight_mail import create_app, embedded_redis
+from lamplight_mail.extensions import db
+from lamplight_mail.models import Role, User
+from tests.smtp_servers import SMTPServer, start_server
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+PASSWORD = "correct horse battery"
+SMTP_USER = "sender@charity.example"
+SMTP_PASSWORD = "app-password-9f3k2"
+
+
+# --- Redis: one real server for the session, emptied before each test that uses it ---------
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    # A short path: unix socket paths are limited to about 100 characters.
+    folder = tempfile.mkdtemp(prefix="lm-redis-")
+    yield embedded_redis.ensure_running(folder, persist=False)
+    embedded_redis.stop(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+# --- Databases: migrated once per session into a template, copied for each test ------------
+
+
+def _migrate(url: str, instance: Path) -> None:
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": url, "FERNET_KEYS": [Fernet.generate_key().decode()]}
+    )
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sqlite-template")
+    path = folder / "template.sqlite"
+    _migrate(f"sqlite:///{path}", folder)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    assert TEST_DATABASE_URL, "PostgreSQL tests need TEST_DATABASE_URL"
+    name = f"lm_template_{os.getpid()}"
+    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    _migrate(
+        make_url(TEST_DATABASE_URL).set(database=name).render_as_string(False),
+        tmp_path_factory.mktemp("pg-template"),
+    )
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+_database_numbers = itertools.count()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated, empty database of each backend in turn."""
+    if request.param == "sqlite":
+        path = tmp_path / "lamplight_mail.sqlite"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"lm_test_{os.getpid()}_{next(_database_numbers)}"
+    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield make_url(TEST_DATABASE_URL).set(database=name).render_as_string(False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+# --- The app -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fernet_keys() -> list[str]:
+    return [Fernet.generate_key().decode()]
+
+
+@pytest.fixture
+def app_config(
+    database_url: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+    fernet_keys: list[str],
+    tmp_path: Path,
+) -> dict:
+    """What the app under test (and any worker process it starts) is configured with."""
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-" + uuid.uuid4().hex,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": redis_url,
+        "FERNET_KEYS": fernet_keys,
+        "SMTP_TIMEOUT_SECONDS": 10.0,
+    }
+
+
+@pytest.fixture
+def app(app_config: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    monkeypatch.setenv("LAMPLIGHT_MAIL_INSTANCE", str(tmp_path / "instance"))
+    app = create_app(app_config)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def worker_env(app_config: dict, tmp_path: Path) -> dict[str, str]:
+    """Environment for a worker (or web) subprocess configured like `app`."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
+            "REDIS_URL": app_config["REDIS_URL"],
+            "LAMPLIGHT_MAIL_KEYS": ",".join(app_config["FERNET_KEYS"]),
+            "SECRET_KEY": app_config["SECRET_KEY"],
+            "LAMPLIGHT_MAIL_INSTANCE": str(tmp_path / "instance"),
+        }
+    )
+    return env
+
+
+_CSRF = re.compile(
+    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
+)
+
+
+class Browser:
+    """The Flask test client with CSRF tokens taken from a real page, as a browser would."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def get(self, url: str, **kwargs):
+        return self.client.get(url, **kwargs)
+
+    def csrf_token(self) -> str:
+        page = self.client.get("/login", follow_redirects=True).get_data(as_text=True)
+        match = _CSRF.search(page)
+        assert match, "no CSRF token on /login"
+        return match.group(1) or match.group(2)
+
+    def post(self, url: str, data: dict | None = None, **kwargs):
+        data = dict(data or {})
+        data.setdefault("csrf_token", self.csrf_token())
+        return self.client.post(url, data=data, **kwargs)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def browser(client: FlaskClient) -> Browser:
+    return Browser(client)
+
+
+class AuthActions:
+    def __init__(self, app: Flask, browser: Browser) -> None:
+        self.app = app
+        self.browser = browser
+
+    def create_user(self, email: str, role: Role = Role.OPERATOR, name: str | None = None) -> int:
+        from lamplight_mail import users
+
+        with self.app.app_context():
+            user = users.create_user(email, name or email.split("@")[0].title(), role, PASSWORD)
+            db.session.commit()
+            return user.id
+
+    def login(self, email: str, password: str = PASSWORD):
+        return self.browser.post("/login", {"email": email, "password": password})
+
+    def login_admin(self, email: str = "admin@charity.example") -> int:
+        user_id = self.create_user(email, Role.ADMIN, "Ada Admin")
+        response = self.login(email)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return user_id
+
+    def login_operator(self, email: str = "olive@charity.example") -> int:
+        user_id = self.create_user(email, Role.OPERATOR, "Olive Operator")
+        response = self.login(email)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return user_id
+
+    def logout(self):
+        return self.browser.post("/logout")
+
+    def user(self, user_id: int) -> User:
+        return db.session.get(User, user_id)
+
+
+@pytest.fixture
+def auth(app: Flask, browser: Browser) -> AuthActions:
+    return AuthActions(app, browser)
+
+
+# --- SMTP servers --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tls_authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusted_ca(tls_authority: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make the test CA the trust store, the way an admin's system would trust a real CA."""
+    path = tmp_path / "test-ca.pem"
+    tls_authority.cert_pem.write_to_path(str(path))
+    monkeypatch.setenv("SSL_CERT_FILE", str(path))
+    return path
+
+
+def _server_context(tls_authority: trustme.CA):
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def smtp_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
+    """Like Office 365: STARTTLS required before AUTH LOGIN, which is required before MAIL."""
+    server = start_server(
+        mode="starttls",
+        server_context=_server_context(tls_authority),
+        credentials={SMTP_USER: SMTP_PASSWORD},
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_ssl_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
+    """Implicit TLS (port 465 style) with AUTH required."""
+    server = start_server(
+        mode="ssl",
+        server_context=_server_context(tls_authority),
+        credentials={SMTP_USER: SMTP_PASSWORD},
+    )
+    yield server
+    server.stop()

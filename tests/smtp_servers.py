@@ -1,0 +1,195 @@
+"""Real SMTP servers for the tests: aiosmtpd on 127.0.0.1, with STARTTLS, implicit TLS and AUTH.
+
+A server records what it received (envelope, parsed message, arrival time) and what it was asked,
+and can be told to answer a recipient or a login with a chosen SMTP reply, or to be slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import socket
+import ssl
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+    raw: bytes
+    at: float  # time.time() on arrival
+
+
+@dataclass
+class Recorder:
+    """Everything the server saw, safe to read from the test thread."""
+
+    credentials: dict[str, str] = field(default_factory=dict)
+    messages: list[Received] = field(default_factory=list)
+    logins: list[tuple[str, bool]] = field(default_factory=list)
+    connections_open: int = 0
+    connections_total: int = 0
+    max_concurrent_connections: int = 0
+    # recipient -> queue of replies for its next RCPT/DATA ("250 ..." or None means accept)
+    scripted_replies: dict[str, deque[str | None]] = field(
+        default_factory=lambda: defaultdict(deque)
+    )
+    auth_reply: str | None = None  # when set, every AUTH is refused with this reply
+    data_delay_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reply_for(self, recipient: str, *replies: str | None) -> None:
+        """Answer the next DATA carrying `recipient` with `replies` in turn, then accept."""
+        with self.lock:
+            self.scripted_replies[recipient.lower()].extend(replies)
+
+    def recipients(self) -> list[str]:
+        with self.lock:
+            return [rcpt for item in self.messages for rcpt in item.rcpt_tos]
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.05)
+        with self.lock:
+            raise AssertionError(
+                f"expected {count} messages, the server received {len(self.messages)}"
+            )
+
+
+class _Handler:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.recorder.data_delay_seconds:
+            await asyncio.sleep(self.recorder.data_delay_seconds)
+        with self.recorder.lock:
+            for rcpt in envelope.rcpt_tos:
+                queue = self.recorder.scripted_replies.get(rcpt.lower())
+                if queue:
+                    reply = queue.popleft()
+                    if reply is not None:
+                        return reply
+            raw = envelope.original_content or envelope.content
+            self.recorder.messages.append(
+                Received(
+                    mail_from=envelope.mail_from,
+                    rcpt_tos=list(envelope.rcpt_tos),
+                    message=email.message_from_bytes(raw, policy=email.policy.default),
+                    raw=raw,
+                    at=time.time(),
+                )
+            )
+        return "250 2.0.0 OK queued"
+
+
+class _TrackingSMTP(SMTP):
+    """Counts open connections so tests can check a connection cap."""
+
+    def __init__(self, *args, recorder: Recorder, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._recorder = recorder
+
+    def connection_made(self, transport) -> None:
+        with self._recorder.lock:
+            self._recorder.connections_open += 1
+            self._recorder.connections_total += 1
+            self._recorder.max_concurrent_connections = max(
+                self._recorder.max_concurrent_connections, self._recorder.connections_open
+            )
+        super().connection_made(transport)
+
+    def connection_lost(self, error) -> None:
+        with self._recorder.lock:
+            self._recorder.connections_open -= 1
+        super().connection_lost(error)
+
+
+class _Controller(Controller):
+    def __init__(self, recorder: Recorder, **kwargs) -> None:
+        self.recorder = recorder
+        super().__init__(_Handler(recorder), **kwargs)
+
+    def factory(self) -> SMTP:
+        return _TrackingSMTP(self.handler, recorder=self.recorder, **self.SMTP_kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class SMTPServer:
+    host: str
+    port: int
+    recorder: Recorder
+    controller: Controller
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def start_server(
+    *,
+    mode: str,
+    server_context: ssl.SSLContext | None = None,
+    credentials: dict[str, str] | None = None,
+    port: int | None = None,
+) -> SMTPServer:
+    """Start a server. mode: "starttls" (STARTTLS and AUTH required), "ssl" (implicit TLS, AUTH
+    required) or "plain" (no TLS, no AUTH, like a local relay)."""
+    recorder = Recorder(credentials=dict(credentials or {}))
+
+    def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login, password = auth_data.login.decode(), auth_data.password.decode()
+        with recorder.lock:
+            refusal = recorder.auth_reply
+            ok = refusal is None and recorder.credentials.get(login) == password
+            recorder.logins.append((login, ok))
+        if ok:
+            return AuthResult(success=True)
+        return AuthResult(
+            success=False, handled=False, message=refusal or "535 5.7.3 Authentication unsuccessful"
+        )
+
+    kwargs: dict = {"hostname": "127.0.0.1", "port": port or free_port()}
+    if mode == "starttls":
+        kwargs.update(
+            tls_context=server_context,
+            require_starttls=True,
+            auth_required=True,
+            auth_require_tls=True,
+            authenticator=authenticate,
+        )
+    elif mode == "ssl":
+        kwargs.update(
+            ssl_context=server_context,
+            auth_required=True,
+            auth_require_tls=False,
+            authenticator=authenticate,
+        )
+    elif mode != "plain":
+        raise ValueError(mode)
+    controller = _Controller(recorder, **kwargs)
+    controller.start()
+    return SMTPServer(
+        host="127.0.0.1", port=kwargs["port"], recorder=recorder, controller=controller
+    )

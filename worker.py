@@ -1,0 +1,8 @@
+"""The RQ worker entry point: `python worker.py [--burst]`."""
+
+import sys
+
+from lamplight_mail.worker import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
