@@ -37,7 +37,7 @@ class Recorder:
     credentials: dict[str, str] = field(default_factory=dict)
     messages: list[Received] = field(default_factory=list)
     logins: list[tuple[str, bool]] = field(default_factory=list)
-    connections_open: int = 0
+    open_peers: set[tuple] = field(default_factory=set)
     connections_total: int = 0
     max_concurrent_connections: int = 0
     # recipient -> queue of replies for its next RCPT/DATA ("250 ..." or None means accept)
@@ -105,17 +105,22 @@ class _TrackingSMTP(SMTP):
         self._recorder = recorder
 
     def connection_made(self, transport) -> None:
-        with self._recorder.lock:
-            self._recorder.connections_open += 1
-            self._recorder.connections_total += 1
-            self._recorder.max_concurrent_connections = max(
-                self._recorder.max_concurrent_connections, self._recorder.connections_open
-            )
+        # Called again on the same peer after STARTTLS: count clients, not handshakes.
+        peer = transport.get_extra_info("peername")
+        recorder = self._recorder
+        with recorder.lock:
+            if peer not in recorder.open_peers:
+                recorder.open_peers.add(peer)
+                recorder.connections_total += 1
+                recorder.max_concurrent_connections = max(
+                    recorder.max_concurrent_connections, len(recorder.open_peers)
+                )
+        self._peer = peer
         super().connection_made(transport)
 
     def connection_lost(self, error) -> None:
         with self._recorder.lock:
-            self._recorder.connections_open -= 1
+            self._recorder.open_peers.discard(self._peer)
         super().connection_lost(error)
 
 
@@ -190,6 +195,13 @@ def start_server(
         raise ValueError(mode)
     controller = _Controller(recorder, **kwargs)
     controller.start()
+    # The controller's own readiness probe is not a client: wait for it to go, then forget it.
+    deadline = time.monotonic() + 5
+    while recorder.open_peers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with recorder.lock:
+        recorder.connections_total = 0
+        recorder.max_concurrent_connections = 0
     return SMTPServer(
         host="127.0.0.1", port=kwargs["port"], recorder=recorder, controller=controller
     )

@@ -1,0 +1,262 @@
+"""SMTP transport: connect, secure, authenticate, deliver. No Flask, no database, no queue.
+
+Every failure becomes an SMTPFailure carrying the server's own answer (or a plain description of
+what went wrong on the network) and never the password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+from lamplight_mail.models import AuthMethod, Security
+from lamplight_mail.providers import AnswerKind, interpret
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    host: str
+    port: int
+    security: Security
+    auth_method: AuthMethod
+    username: str
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 20.0
+
+
+class SMTPFailure(Exception):
+    """What went wrong, at which stage, and what it means. Safe to show and to log."""
+
+    def __init__(
+        self,
+        stage: str,
+        answer: str,
+        code: int | None = None,
+        kind: AnswerKind | None = None,
+        hint: str | None = None,
+    ) -> None:
+        interpretation = interpret(code, answer)
+        self.stage = stage  # connect, tls, auth, mail, rcpt, data
+        self.code = code
+        self.answer = answer
+        self.kind = kind or interpretation.kind
+        self.hint = hint or interpretation.hint
+        super().__init__(f"{stage}: {code or ''} {answer}".replace(":  ", ": "))
+
+
+def _tls_context() -> ssl.SSLContext:
+    # The system trust store (SSL_CERT_FILE is honoured by OpenSSL), TLS 1.2 at least, as
+    # Microsoft requires.
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def _text(response: bytes | str) -> str:
+    return response.decode("utf-8", "replace") if isinstance(response, bytes) else str(response)
+
+
+def _network_failure(settings: ConnectionSettings, error: BaseException, stage: str) -> SMTPFailure:
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return SMTPFailure(
+            "tls",
+            f"certificate not trusted: {error.verify_message}",
+            kind=AnswerKind.TEMPORARY,
+            hint="The server's certificate could not be verified. Check the host name is the "
+            "provider's own (e.g. smtp.office365.com) rather than an alias.",
+        )
+    if isinstance(error, ssl.SSLError):
+        hint = (
+            "Port 587 expects SSL type TLS (STARTTLS), not SSL."
+            if settings.port == 587 and settings.security == Security.SSL
+            else "The secure connection could not be set up. Check the SSL type matches the port "
+            "(465: SSL, 587: TLS)."
+        )
+        return SMTPFailure(
+            "tls", f"TLS failed: {error.reason or error}", kind=AnswerKind.TEMPORARY, hint=hint
+        )
+    if isinstance(error, TimeoutError | socket.timeout):
+        hint = (
+            "Port 465 expects SSL type SSL (implicit TLS)."
+            if settings.port == 465 and settings.security != Security.SSL
+            else f"Nothing answered within {settings.timeout:g} seconds. Check the host and port, "
+            "and that this server may connect out to it."
+        )
+        return SMTPFailure(
+            stage,
+            f"no answer from {where} within {settings.timeout:g} s",
+            kind=AnswerKind.TEMPORARY,
+            hint=hint,
+        )
+    if isinstance(error, ConnectionRefusedError):
+        return SMTPFailure(
+            "connect",
+            f"connection refused by {where}",
+            kind=AnswerKind.TEMPORARY,
+            hint="Nothing accepts connections on that port. Check the port number.",
+        )
+    if isinstance(error, socket.gaierror):
+        return SMTPFailure(
+            "connect",
+            f"host {settings.host} not found",
+            kind=AnswerKind.TEMPORARY,
+            hint="The host name could not be found. Check its spelling.",
+        )
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        hint = (
+            "Port 465 expects SSL type SSL (implicit TLS)."
+            if settings.port == 465 and settings.security != Security.SSL
+            else None
+        )
+        return SMTPFailure(
+            stage,
+            f"the server closed the connection ({error})",
+            kind=AnswerKind.TEMPORARY,
+            hint=hint,
+        )
+    return SMTPFailure(stage, f"{type(error).__name__}: {error}", kind=AnswerKind.TEMPORARY)
+
+
+@dataclass
+class Connection:
+    """An open, secured and authenticated SMTP session, reused for many messages."""
+
+    client: smtplib.SMTP
+    settings: ConnectionSettings
+    transcript: list[str] = field(default_factory=list)  # the server's answers, for the admin
+
+    def deliver(self, from_address: str, recipients: list[str], message: bytes) -> str:
+        """Send one message; return the server's answer to DATA (e.g. "250 2.0.0 OK ...")."""
+        stage = "mail"
+        try:
+            code, response = self.client.mail(from_address)
+            if code != 250:
+                self._reset()
+                raise SMTPFailure("mail", _text(response), code)
+            stage = "rcpt"
+            for recipient in recipients:
+                code, response = self.client.rcpt(recipient)
+                if code not in (250, 251):
+                    self._reset()
+                    raise SMTPFailure("rcpt", _text(response), code)
+            stage = "data"
+            code, response = self.client.data(message)
+        except SMTPFailure:
+            raise
+        except smtplib.SMTPResponseException as error:
+            raise SMTPFailure(stage, _text(error.smtp_error), error.smtp_code) from None
+        except (OSError, smtplib.SMTPException) as error:
+            failure = _network_failure(self.settings, error, stage)
+            if stage == "data":
+                # The server may have taken the message before the line went quiet: retrying
+                # blindly could send it twice.
+                failure.kind = AnswerKind.UNKNOWN
+            raise failure from None
+        if code != 250:
+            raise SMTPFailure("data", _text(response), code)
+        return f"{code} {_text(response)}"
+
+    def _reset(self) -> None:
+        # A dead connection is found, and replaced, when the next message is sent.
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            self.client.rset()
+
+    def close(self) -> None:
+        try:
+            self.client.quit()
+        except (OSError, smtplib.SMTPException):
+            self.client.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def connect(settings: ConnectionSettings, local_hostname: str | None = None) -> Connection:
+    """Connect, EHLO, STARTTLS or implicit TLS as set, and AUTH. Raises SMTPFailure."""
+    transcript: list[str] = []
+    stage = "connect"
+    client: smtplib.SMTP | None = None
+    try:
+        # Connecting in the constructor lets smtplib verify the certificate against the host
+        # name; a banner other than 220 raises SMTPConnectError.
+        if settings.security == Security.SSL:
+            client = smtplib.SMTP_SSL(
+                settings.host,
+                settings.port,
+                timeout=settings.timeout,
+                context=_tls_context(),
+                local_hostname=local_hostname,
+            )
+        else:
+            client = smtplib.SMTP(
+                settings.host,
+                settings.port,
+                timeout=settings.timeout,
+                local_hostname=local_hostname,
+            )
+        code, response = client.ehlo()
+        transcript.append(f"{code} {_text(response).splitlines()[0] if response else ''}")
+        if settings.security == Security.TLS:
+            stage = "tls"
+            if not client.has_extn("starttls"):
+                raise SMTPFailure(
+                    "tls",
+                    "the server does not offer STARTTLS",
+                    kind=AnswerKind.PAUSE_ACCOUNT,
+                    hint="This server cannot secure the connection on this port. Check the "
+                    "port, or the SSL type.",
+                )
+            code, response = client.starttls(context=_tls_context())
+            transcript.append(f"{code} {_text(response)}")
+            client.ehlo()
+        if settings.auth_method != AuthMethod.NONE:
+            stage = "auth"
+            if not settings.password:
+                raise SMTPFailure(
+                    "auth",
+                    "no password is stored for this account",
+                    kind=AnswerKind.PAUSE_ACCOUNT,
+                    hint="Enter the account's (app) password.",
+                )
+            client.user, client.password = settings.username, settings.password
+            mechanism, method = (
+                ("LOGIN", client.auth_login)
+                if settings.auth_method == AuthMethod.LOGIN
+                else ("PLAIN", client.auth_plain)
+            )
+            code, response = client.auth(mechanism, method, initial_response_ok=True)
+            client.password = ""  # nothing keeps the secret longer than the handshake
+            transcript.append(f"{code} {_text(response)}")
+    except SMTPFailure:
+        _discard(client)
+        raise
+    except smtplib.SMTPAuthenticationError as error:
+        _discard(client)
+        raise SMTPFailure("auth", _text(error.smtp_error), error.smtp_code) from None
+    except smtplib.SMTPNotSupportedError as error:
+        _discard(client)
+        raise SMTPFailure(
+            stage,
+            str(error),
+            kind=AnswerKind.PAUSE_ACCOUNT,
+            hint="The server does not offer that. Check the SSL type and authentication settings.",
+        ) from None
+    except smtplib.SMTPResponseException as error:
+        _discard(client)
+        raise SMTPFailure(stage, _text(error.smtp_error), error.smtp_code) from None
+    except (OSError, smtplib.SMTPException) as error:
+        _discard(client)
+        raise _network_failure(settings, error, stage) from None
+    return Connection(client=client, settings=settings, transcript=transcript)
+
+
+def _discard(client: smtplib.SMTP | None) -> None:
+    if client is not None:
+        client.close()
