@@ -19,7 +19,12 @@ from lamplight_mail.dev_inbox import INBOX_FOLDER, start_catcher
 WEB_PORT = int(os.environ.get("PORT", 5000))
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the same orderly shutdown as Ctrl-C
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     app = create_app()
     instance = Path(app.instance_path)
     env = dict(os.environ)
