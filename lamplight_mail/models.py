@@ -127,13 +127,13 @@ class EmailAccount(db.Model):
 
     __tablename__ = "email_accounts"
     __table_args__ = (
-        # At most one single account for all operators.
+        # At most one single account for all operators (archived ones are history only).
         Index(
             "uq_email_accounts_one_system",
             "kind",
             unique=True,
-            sqlite_where=text("kind = 'system'"),
-            postgresql_where=text("kind = 'system'"),
+            sqlite_where=text("kind = 'system' AND archived_at IS NULL"),
+            postgresql_where=text("kind = 'system' AND archived_at IS NULL"),
         ),
     )
 
@@ -164,6 +164,9 @@ class EmailAccount(db.Model):
     paused_at: Mapped[datetime | None] = mapped_column(DateTime)
     paused_reason: Mapped[str | None] = mapped_column(Text)  # the server's answer
     paused_advice: Mapped[str | None] = mapped_column(Text)
+    # A removed account stays as a row, without owner or password, because sends and messages
+    # refer to it: the delivery log keeps saying which account each message went through.
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -188,6 +191,8 @@ class EmailAccount(db.Model):
 
     @property
     def label(self) -> str:
+        if self.archived_at is not None:
+            return f"Removed account ({self.from_email})"
         if self.kind == AccountKind.SYSTEM:
             return f"Single account ({self.from_email})"
         owner = self.owner.name if self.owner else "unknown operator"
