@@ -75,6 +75,15 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "DAILY_WINDOW_SECONDS": int(env.get("LAMPLIGHT_MAIL_DAILY_WINDOW_SECONDS", 24 * 3600)),
         "MINUTE_WINDOW_SECONDS": int(env.get("LAMPLIGHT_MAIL_MINUTE_WINDOW_SECONDS", 60)),
         "SMTP_TIMEOUT_SECONDS": float(env.get("LAMPLIGHT_MAIL_SMTP_TIMEOUT", 20)),
+        # Delivery: a dead worker's messages are claimable again after the lease; the sweep
+        # re-enqueues due work every MAIL_SWEEP_SECONDS (together well under the contract's 60 s).
+        "MAIL_LEASE_SECONDS": float(env.get("LAMPLIGHT_MAIL_LEASE_SECONDS", 30)),
+        "MAIL_SWEEP_SECONDS": int(env.get("LAMPLIGHT_MAIL_SWEEP_SECONDS", 10)),
+        "MAIL_RETRY_BASE_SECONDS": float(env.get("LAMPLIGHT_MAIL_RETRY_BASE_SECONDS", 60)),
+        "MAIL_RETRY_MAX_SECONDS": float(env.get("LAMPLIGHT_MAIL_RETRY_MAX_SECONDS", 3600)),
+        "MAIL_MAX_ATTEMPTS": int(env.get("LAMPLIGHT_MAIL_MAX_ATTEMPTS", 8)),
+        "MAIL_BATCH_SIZE": int(env.get("LAMPLIGHT_MAIL_BATCH_SIZE", 100)),
+        "MAIL_JOB_SECONDS": float(env.get("LAMPLIGHT_MAIL_JOB_SECONDS", 60)),
         "DEV_SMTP_PORT": int(env.get("LAMPLIGHT_MAIL_DEV_SMTP_PORT", 1025)),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

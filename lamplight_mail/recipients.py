@@ -1,0 +1,153 @@
+"""The recipients of a compose: typed lines (`addr` or `Name <addr>`) and an optional CSV file
+(`email`, optional `name` columns), checked, with repeats merged and bad entries explained."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.utils import formataddr
+
+from email_validator import EmailNotValidError, validate_email
+
+MAX_NAME_LENGTH = 120  # Message.recipient_name
+MAX_RECIPIENTS = 50_000
+
+# `Name <addr>`: the last <...> on the line is the address, whatever the name holds.
+_NAMED = re.compile(r"(?P<name>.*?)\s*<(?P<address>[^<>]*)>")
+EMAIL_COLUMNS = ("email", "email address", "e-mail")
+NAME_COLUMNS = ("name", "full name")
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    email: str
+    name: str = ""
+
+    def as_line(self) -> str:
+        """The recipient as a line the parser reads back (names with commas or quotes quoted)."""
+        return formataddr((self.name, self.email)) if self.name else self.email
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    where: str  # "line 3" or "row 4 of people.csv"
+    text: str  # what was written there, so the user can find and fix it
+    reason: str
+
+
+@dataclass
+class RecipientList:
+    recipients: list[Recipient] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    duplicates: int = 0  # entries merged into an earlier one with the same address
+    _seen: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def add(self, where: str, text: str, address: str, name: str) -> None:
+        name = name.strip()
+        if len(name) > MAX_NAME_LENGTH:
+            self.problems.append(
+                Problem(where, text, f"The name is longer than {MAX_NAME_LENGTH} characters.")
+            )
+            return
+        try:
+            email = validate_email(address.strip(), check_deliverability=False).normalized
+        except EmailNotValidError as error:
+            self.problems.append(Problem(where, text, _reason(address, error)))
+            return
+        key = email.lower()
+        if key in self._seen:
+            self.duplicates += 1
+            index = self._seen[key]
+            if name and not self.recipients[index].name:
+                self.recipients[index] = Recipient(self.recipients[index].email, name)
+            return
+        self._seen[key] = len(self.recipients)
+        self.recipients.append(Recipient(email, name))
+
+    @property
+    def too_many(self) -> bool:
+        return len(self.recipients) > MAX_RECIPIENTS
+
+    def as_text(self) -> str:
+        """Problems first (as written, to be fixed), then every good recipient, one a line."""
+        lines = [problem.text for problem in self.problems]
+        lines.extend(recipient.as_line() for recipient in self.recipients)
+        return "\n".join(lines)
+
+
+class UnreadableFile(ValueError):
+    """The uploaded file cannot be read as a recipients CSV; the message says what to do."""
+
+
+def _reason(address: str, error: EmailNotValidError) -> str:
+    if not address.strip():
+        return "There is no email address."
+    if address.count("@") > 1 and any(sep in address for sep in ", ;"):
+        return "Put each address on its own line."
+    return str(error)
+
+
+def read_lines(text: str, into: RecipientList | None = None) -> RecipientList:
+    """Read typed recipients: one a line, `addr` or `Name <addr>`; blank lines are skipped."""
+    result = into if into is not None else RecipientList()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        # Lists pasted from Outlook end each entry with a separator.
+        line = raw.strip().rstrip(",;").strip()
+        if not line:
+            continue
+        name, address = _split(line)
+        result.add(f"line {number}", raw.strip(), address, name)
+    return result
+
+
+def _split(line: str) -> tuple[str, str]:
+    match = _NAMED.fullmatch(line)
+    if match is None:
+        return "", line
+    name = match["name"].strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return name, match["address"]
+
+
+def read_csv(data: bytes, filename: str, into: RecipientList | None = None) -> RecipientList:
+    """Read a CSV with an `email` column and an optional `name` column (UTF-8, BOM or not)."""
+    result = into if into is not None else RecipientList()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UnreadableFile(
+            f"{filename} is not UTF-8 text. In Excel, save it with “Save as type: CSV UTF-8 "
+            "(Comma delimited)” and upload it again."
+        ) from None
+    rows = csv.reader(io.StringIO(text, newline=""))
+    header = next(rows, None)
+    if header is None:
+        raise UnreadableFile(f"{filename} is empty.")
+    columns = [column.strip().lower() for column in header]
+    email_at = _column(columns, EMAIL_COLUMNS)
+    if email_at is None:
+        raise UnreadableFile(
+            f"{filename} has no “email” column. The first row must name the columns, e.g. "
+            "“email,name”."
+        )
+    name_at = _column(columns, NAME_COLUMNS)
+    for number, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        address = row[email_at] if email_at < len(row) else ""
+        name = row[name_at] if name_at is not None and name_at < len(row) else ""
+        # Written as a line so that, shown back in the recipients box, it reads like the others.
+        as_line = Recipient(address.strip(), name.strip()).as_line()
+        result.add(f"row {number} of {filename}", as_line, address, name)
+    return result
+
+
+def _column(columns: list[str], names: Iterable[str]) -> int | None:
+    for name in names:
+        if name in columns:
+            return columns.index(name)
+    return None
