@@ -47,9 +47,9 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from lamplight_mail.config import PRODUCTION
-    from lamplight_mail.views import auth, dev, users
+    from lamplight_mail.views import admin_sends, auth, dev, users
 
-    for module in (auth, users):
+    for module in (auth, users, admin_sends):
         app.register_blueprint(module.bp)
     if app.config["ENV_MODE"] != PRODUCTION:
         app.register_blueprint(dev.bp)

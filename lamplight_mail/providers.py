@@ -219,3 +219,37 @@ def interpret(code: int | None, answer: str) -> Interpretation:
     if code is not None and 400 <= code < 500:
         return Interpretation(AnswerKind.TEMPORARY, None)
     return Interpretation(AnswerKind.PERMANENT, None)
+
+
+@dataclass(frozen=True)
+class ProviderLimit:
+    """An answer meaning the provider's own quota or rate was reached for the whole account: the
+    account waits (see limits.hold_for_answer); its messages are deferred, never failed."""
+
+    pattern: re.Pattern[str]
+    # None: until the account's own oldest sends leave the rolling 24-hour window.
+    hold_seconds: int | None
+
+
+def _limit(pattern: str, hold_seconds: int | None) -> ProviderLimit:
+    return ProviderLimit(re.compile(pattern, re.IGNORECASE), hold_seconds)
+
+
+PROVIDER_LIMITS: tuple[ProviderLimit, ...] = (
+    _limit(r"5\.2\.0.*SubmissionQuotaExceeded", None),  # Microsoft: 10,000 recipients a day
+    _limit(r"5\.4\.5", None),  # Google: daily user sending limit
+    _limit(r"5\.7\.233", 3600),  # Microsoft: the tenant's external recipient rate limit
+    _limit(r"4\.3\.2|concurrent connections", 60),
+    # Rate answers about the sender (4.7.x), not about one busy recipient (450 4.2.1).
+    _limit(r"^4(21|50|51)\b.*\b4\.7\.\d+\b.*(rate|throttl|too many|busy)", 60),
+    _limit(r"^421\b.*(rate limit|throttl|too many messages)", 60),
+)
+
+
+def provider_limit(code: int | None, answer: str) -> ProviderLimit | None:
+    """The provider quota or rate rule an answer matches, if any."""
+    text = f"{code or ''} {answer}".strip()
+    for rule in PROVIDER_LIMITS:
+        if rule.pattern.search(text):
+            return rule
+    return None
