@@ -268,6 +268,8 @@ def acquire(account: EmailAccount, recipients: int = 1) -> Decision:
     Call it for each message right before handing it to the server, while the message is
     claimed (status sending), so a rebuild after a Redis loss counts it.
     """
+    if recipients < 1:
+        raise ValueError("a message has at least one recipient")
     client = get_redis()
     keys = _keys(account.id)
     daily_ms, minute_ms = _windows_ms()
@@ -336,11 +338,11 @@ def hold_for_answer(account: EmailAccount, code: int | None, answer: str) -> dat
 class ConnectionSlot:
     """One of the account's concurrent SMTP connections, held as a renewable lease."""
 
-    def __init__(self, client: redis.Redis, account: EmailAccount, lease_seconds: int) -> None:
+    def __init__(self, client: redis.Redis, account: EmailAccount, lease_seconds: float) -> None:
         self._client = client
         self._key = _keys(account.id)["conns"]
         self._cap = account.connection_cap
-        self._lease_ms = lease_seconds * 1000
+        self._lease_ms = int(lease_seconds * 1000)
         self.token = uuid.uuid4().hex
 
     def renew(self) -> bool:
@@ -356,7 +358,7 @@ class ConnectionSlot:
 
 @contextmanager
 def connection_slot(
-    account: EmailAccount, lease_seconds: int = CONNECTION_LEASE_SECONDS
+    account: EmailAccount, lease_seconds: float = CONNECTION_LEASE_SECONDS
 ) -> Iterator[ConnectionSlot | None]:
     """A connection slot for the account for the duration of the block, or None when its
     connection cap is reached across all workers (then leave the work to those connections)."""
@@ -440,7 +442,10 @@ def _rebuild(account_id: int, client: redis.Redis, keys: dict[str, str], token: 
 
 
 def usage(account: EmailAccount) -> Usage:
-    """Sent in the windows, the allowance, when room next frees and how much, any hold."""
+    """Sent in the windows, the allowance, when room next frees and how much, any hold.
+
+    Should another worker still be rebuilding after a Redis loss, the figures are what Redis
+    holds so far (the limiter itself declines meanwhile, so nothing is over-sent)."""
     client = get_redis()
     keys = _keys(account.id)
     ensure_windows(account.id, client)
