@@ -25,11 +25,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
 
+    register_logging(app)
     register_extensions(app)
     register_blueprints(app)
     register_cli(app)
     register_template_helpers(app)
     return app
+
+
+def register_logging(app: Flask) -> None:
+    from lamplight_mail import logs
+
+    logs.init_app(app)
 
 
 def register_extensions(app: Flask) -> None:
@@ -47,9 +54,9 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from lamplight_mail.config import PRODUCTION
-    from lamplight_mail.views import admin_sends, auth, dev, users
+    from lamplight_mail.views import admin_sends, audit, auth, dashboard, dev, log, ops, users
 
-    for module in (auth, users, admin_sends):
+    for module in (auth, users, dashboard, log, audit, ops, admin_sends):
         app.register_blueprint(module.bp)
     if app.config["ENV_MODE"] != PRODUCTION:
         app.register_blueprint(dev.bp)

@@ -1,4 +1,4 @@
-"""`flask --app app ...` commands: users and key rotation."""
+"""`flask --app app ...` commands: users, key rotation and the delivery log's history."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from lamplight_mail import audit, crypto, users
+from lamplight_mail import audit, crypto, retention, users
 from lamplight_mail.extensions import db
 from lamplight_mail.forms.auth import MIN_PASSWORD_LENGTH
 from lamplight_mail.models import EmailAccount, Role
 
 users_cli = AppGroup("users", help="Manage the people who use Lamplight Mail.")
 keys_cli = AppGroup("keys", help="Manage the keys that encrypt stored SMTP passwords.")
+messages_cli = AppGroup("messages", help="Manage how long the delivery log keeps messages.")
 
 
 @users_cli.command("create")
@@ -53,6 +54,33 @@ def rotate_keys_command() -> None:
     click.echo(f"Re-encrypted {len(accounts)} stored password(s) with the newest key.")
 
 
+@messages_cli.command("purge")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    help="Keep this many days instead of the retention setting (90 unless changed).",
+)
+def purge_messages_command(days: int | None) -> None:
+    """Delete finished messages older than the retention period; daily figures are kept."""
+    days = days or retention.retention_days()
+    result = retention.purge(days)
+    click.echo(
+        f"Deleted {result.messages} messages and {result.sends} sends created before "
+        f"{result.cutoff:%d %b %Y %H:%M} UTC. The dashboard's daily figures are kept."
+    )
+
+
+@messages_cli.command("retention")
+@click.argument("days", type=click.IntRange(min=1), required=False)
+def retention_command(days: int | None) -> None:
+    """Show how many days messages are kept, or set it to DAYS."""
+    if days is not None:
+        retention.set_retention_days(days)
+        db.session.commit()
+    click.echo(f"Messages are kept for {retention.retention_days()} days.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(messages_cli)

@@ -1,0 +1,84 @@
+"""/admin/audit: entries appear with who, what and when, newest first, paged without
+duplicates, and never show a secret."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import select
+
+from lamplight_mail import audit
+from lamplight_mail.extensions import db
+from lamplight_mail.models import AuditEvent
+from tests.conftest import PASSWORD
+from tests.dashboard_support import section, text, walk
+
+
+def _event_ids(page: str) -> list[int]:
+    return [int(found) for found in re.findall(r'<tr id="event-(\d+)"', page)]
+
+
+def test_admin_actions_appear_without_the_password(auth, browser):
+    auth.login_admin()
+    response = browser.post(
+        "/admin/users/new",
+        {
+            "email": "olive@charity.example",
+            "name": "Olive",
+            "role": "operator",
+            "password": PASSWORD,
+        },
+    )
+    assert response.status_code == 302
+
+    page = browser.get("/admin/audit").get_data(as_text=True)
+    newest = text(section(page, f"event-{_event_ids(page)[0]}"))
+    assert "admin@charity.example" in newest
+    assert "olive@charity.example" in newest
+    assert PASSWORD not in page
+
+
+def test_details_are_shown_with_secrets_only_as_changed(app, auth, browser):
+    admin_id = auth.login_admin()
+    with app.app_context():
+        audit.record(
+            "account.updated",
+            "email_account",
+            7,
+            "Changed the single account",
+            {"host": "smtp.office365.com", "password": "app-password-9f3k2", "daily_limit": 9000},
+            actor=auth.user(admin_id),
+        )
+        db.session.commit()
+
+    page = browser.get("/admin/audit").get_data(as_text=True)
+    row = text(section(page, f"event-{_event_ids(page)[0]}"))
+    assert "Changed the single account" in row
+    assert "email account #7" in row
+    assert "host smtp.office365.com" in row and "daily limit 9000" in row
+    assert "password (changed)" in row
+    assert "app-password-9f3k2" not in page
+
+
+def test_pages_cover_every_event_once_with_ties_on_time(app, auth, browser):
+    auth.login_admin()
+    at = datetime(2026, 5, 1, 12, 0)
+    with app.app_context():
+        for number in range(120):
+            db.session.add(
+                AuditEvent(
+                    at=at, action="test.event", target_type="user", summary=f"event {number}"
+                )
+            )
+        db.session.commit()
+        expected = list(
+            db.session.scalars(
+                select(AuditEvent.id).where(AuditEvent.at == at).order_by(AuditEvent.id.desc())
+            )
+        )
+
+    seen = [event for page in walk(browser, "/admin/audit") for event in _event_ids(page)]
+    at_ids = [event_id for event_id in seen if event_id in expected]
+    assert at_ids == expected
+    assert len(seen) == len(set(seen))
