@@ -54,9 +54,19 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from lamplight_mail.config import PRODUCTION
-    from lamplight_mail.views import admin_sends, audit, auth, dashboard, dev, log, ops, users
+    from lamplight_mail.views import (
+        accounts,
+        admin_sends,
+        audit,
+        auth,
+        dashboard,
+        dev,
+        log,
+        ops,
+        users,
+    )
 
-    for module in (auth, users, dashboard, log, audit, ops, admin_sends):
+    for module in (auth, users, accounts, dashboard, log, audit, ops, admin_sends):
         app.register_blueprint(module.bp)
     if app.config["ENV_MODE"] != PRODUCTION:
         app.register_blueprint(dev.bp)
