@@ -79,7 +79,10 @@ def _network_failure(settings: ConnectionSettings, error: BaseException, stage: 
         return SMTPFailure(
             "tls", f"TLS failed: {error.reason or error}", kind=AnswerKind.TEMPORARY, hint=hint
         )
-    if isinstance(error, TimeoutError | socket.timeout):
+    # smtplib turns a read that timed out into SMTPServerDisconnected; the timeout is its cause.
+    if isinstance(error, TimeoutError | socket.timeout) or isinstance(
+        error.__context__, TimeoutError
+    ):
         hint = (
             "Port 465 expects SSL type SSL (implicit TLS)."
             if settings.port == 465 and settings.security != Security.SSL
