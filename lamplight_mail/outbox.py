@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 import redis
@@ -32,6 +33,7 @@ from lamplight_mail.models import (
     User,
     utcnow,
 )
+from lamplight_mail.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,25 @@ def create_send(
     """Write the send and one pending message per recipient in one transaction, commit, then
     enqueue delivery. With `flag_reason` the send is held as flagged and nothing is enqueued."""
     now = utcnow()
+    with write_transaction():
+        send = _write_send(
+            user, account, recipients, now, subject, body_text, body_html, flag_reason
+        )
+    if send.status == SendStatus.QUEUED:
+        _hand_to_queue(send)
+    return send
+
+
+def _write_send(
+    user: User,
+    account: EmailAccount,
+    recipients: Sequence[RecipientLike],
+    now: datetime,
+    subject: str,
+    body_text: str,
+    body_html: str | None,
+    flag_reason: str | None,
+) -> Send:
     send = Send(
         user_id=user.id,
         account_id=account.id,
@@ -110,29 +131,28 @@ def create_send(
     ]
     if rows:
         db.session.execute(insert(Message), rows)
-    db.session.commit()
-    if send.status == SendStatus.QUEUED:
-        _hand_to_queue(send)
     return send
 
 
 def release(send: Send, actor: User) -> None:
     """An admin lets a flagged send go: it is queued and delivery enqueued (commits)."""
-    if send.status != SendStatus.FLAGGED:
-        raise SendStateError("Only a flagged send can be released.")
-    send.status = SendStatus.QUEUED
-    send.released_at = utcnow()
-    send.released_by_id = actor.id
-    audit.record(
-        "send.released",
-        "send",
-        send.id,
-        f"Released send {send.id} ({send.recipient_count} recipients, “{send.subject}”) "
-        f"through {send.account.label}",
-        {"recipients": send.recipient_count, "flag_reason": send.flag_reason},
-        actor=actor,
-    )
-    db.session.commit()
+    with write_transaction():
+        # Checked under the lock, so two admins releasing at once release it once.
+        db.session.refresh(send, with_for_update=True)
+        if send.status != SendStatus.FLAGGED:
+            raise SendStateError("Only a flagged send can be released.")
+        send.status = SendStatus.QUEUED
+        send.released_at = utcnow()
+        send.released_by_id = actor.id
+        audit.record(
+            "send.released",
+            "send",
+            send.id,
+            f"Released send {send.id} ({send.recipient_count} recipients, “{send.subject}”) "
+            f"through {send.account.label}",
+            {"recipients": send.recipient_count, "flag_reason": send.flag_reason},
+            actor=actor,
+        )
     _hand_to_queue(send)
 
 
@@ -142,40 +162,42 @@ def cancel(send: Send, actor: User) -> int:
     A message a worker has on the wire right now may still be accepted by the server: the worker
     then records it as sent (it was), and sends nothing more of this send.
     """
-    if send.status in (SendStatus.DONE, SendStatus.CANCELLED):
-        raise SendStateError(f"This send is already {send.status.value}.")
-    now = utcnow()
-    result = db.session.execute(
-        update(Message)
-        .where(Message.send_id == send.id, Message.status.in_(OPEN_STATUSES))
-        .values(status=MessageStatus.CANCELLED, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    previous = send.status
-    send.status = SendStatus.CANCELLED
-    send.finished_at = now
-    audit.record(
-        "send.cancelled",
-        "send",
-        send.id,
-        f"Cancelled send {send.id} (“{send.subject}”): {result.rowcount} message(s) not sent",
-        {"was": previous.value, "cancelled_messages": result.rowcount},
-        actor=actor,
-    )
-    db.session.commit()
-    return result.rowcount
+    with write_transaction():
+        db.session.refresh(send, with_for_update=True)
+        if send.status in (SendStatus.DONE, SendStatus.CANCELLED):
+            raise SendStateError(f"This send is already {send.status.value}.")
+        now = utcnow()
+        cancelled = db.session.execute(
+            update(Message)
+            .where(Message.send_id == send.id, Message.status.in_(OPEN_STATUSES))
+            .values(status=MessageStatus.CANCELLED, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        previous = send.status
+        send.status = SendStatus.CANCELLED
+        send.finished_at = now
+        audit.record(
+            "send.cancelled",
+            "send",
+            send.id,
+            f"Cancelled send {send.id} (“{send.subject}”): {cancelled} message(s) not sent",
+            {"was": previous.value, "cancelled_messages": cancelled},
+            actor=actor,
+        )
+    return cancelled
 
 
 def _hand_to_queue(send: Send) -> None:
-    if not enqueue_delivery(send.account_id):
+    send_id, account_id = send.id, send.account_id
+    if not enqueue_delivery(account_id):
         return  # Redis is unreachable: the messages stay pending and the sweep enqueues them
-    db.session.execute(
-        update(Message)
-        .where(Message.send_id == send.id, Message.status == MessageStatus.PENDING)
-        .values(status=MessageStatus.QUEUED)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
+    with write_transaction():
+        db.session.execute(
+            update(Message)
+            .where(Message.send_id == send_id, Message.status == MessageStatus.PENDING)
+            .values(status=MessageStatus.QUEUED)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def enqueue_delivery(account_id: int, *, verify: bool = False) -> bool:
@@ -247,24 +269,25 @@ def sweep(*, force: bool = False) -> list[int]:
     Returns the accounts it enqueued.
     """
     interval = current_app.config["MAIL_SWEEP_SECONDS"]
-    if not force and not get_redis().set(SWEEP_LOCK_KEY, 1, nx=True, px=int(interval * 900)):
+    acquired = get_redis().set(SWEEP_LOCK_KEY, 1, nx=True, px=int(interval * 900))
+    if not (acquired or force):
         return []
     enqueued = [
         account_id for account_id in due_accounts() if enqueue_delivery(account_id, verify=True)
     ]
     if enqueued:
         active_sends = select(Send.id).where(Send.status.in_(ACTIVE_SEND_STATUSES))
-        db.session.execute(
-            update(Message)
-            .where(
-                Message.account_id.in_(enqueued),
-                Message.status == MessageStatus.PENDING,
-                Message.send_id.in_(active_sends),
+        with write_transaction():
+            db.session.execute(
+                update(Message)
+                .where(
+                    Message.account_id.in_(enqueued),
+                    Message.status == MessageStatus.PENDING,
+                    Message.send_id.in_(active_sends),
+                )
+                .values(status=MessageStatus.QUEUED)
+                .execution_options(synchronize_session=False)
             )
-            .values(status=MessageStatus.QUEUED)
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
     return enqueued
 
 

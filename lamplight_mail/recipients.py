@@ -52,11 +52,20 @@ class RecipientList:
                 Problem(where, text, f"The name is longer than {MAX_NAME_LENGTH} characters.")
             )
             return
+        if any(ord(character) < 32 for character in name):
+            # A CSV cell can hold a line break; in a To header it would start a new header.
+            self.problems.append(Problem(where, text, "The name contains a line break."))
+            return
         try:
-            email = validate_email(address.strip(), check_deliverability=False).normalized
+            # Plain ASCII addresses only (international domains become their xn-- form): most
+            # servers, Office 365 submission included, do not offer SMTPUTF8.
+            checked = validate_email(
+                address.strip(), check_deliverability=False, allow_smtputf8=False
+            )
         except EmailNotValidError as error:
             self.problems.append(Problem(where, text, _reason(address, error)))
             return
+        email = checked.ascii_email or checked.normalized
         key = email.lower()
         if key in self._seen:
             self.duplicates += 1

@@ -75,8 +75,9 @@ def make_account(
 
 
 def statuses(send_id: int) -> dict[str, int]:
-    """{status: count} of the send's messages, read fresh from the database."""
-    db.session.expire_all()
+    """{status: count} of the send's messages, read fresh from the database (a new transaction:
+    an open one would keep seeing its own snapshot on SQLite)."""
+    db.session.rollback()
     counts: dict[str, int] = {}
     for status in db.session.scalars(select(Message.status).where(Message.send_id == send_id)):
         counts[status.value] = counts.get(status.value, 0) + 1
@@ -114,17 +115,21 @@ def worker_command(*args: str) -> list[str]:
     return [sys.executable, str(PROJECT_ROOT / "worker.py"), *args]
 
 
-def run_burst_worker(env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+def run_burst_worker(
+    env: dict[str, str], timeout: float = 120, **settings: str
+) -> subprocess.CompletedProcess:
     """`python worker.py --burst` to completion; fails the test if the worker failed."""
     result = subprocess.run(
         worker_command("--burst"),
-        env={**env, **FAST_WORKER_SETTINGS},
+        env={**env, **FAST_WORKER_SETTINGS, **settings},
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]  # a job that raised
     return result
 
 

@@ -1,0 +1,105 @@
+"""Real worker processes (`python worker.py`) against a real Redis and an aiosmtpd server with
+STARTTLS + AUTH: what the server received and what the database says afterwards."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from sqlalchemy import select
+
+from lamplight_mail import outbox
+from lamplight_mail.extensions import db
+from lamplight_mail.models import AccountDailyStats, Message, Send, SendStatus
+from lamplight_mail.recipients import Recipient
+from tests.conftest import SMTP_PASSWORD, SMTP_USER
+from tests.outbox_support import (
+    make_account,
+    make_user,
+    run_burst_worker,
+    statuses,
+)
+
+pytestmark = pytest.mark.slow
+
+SUBJECT = "Spring newsletter: café mornings — 10% more places"
+BODY = "Dear friend,\n\nThe café opens again on Tuesday. Zoë will be there.\n\n-- Riverside\n"
+HTML = "<p>The café opens again on <strong>Tuesday</strong>.</p>"
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield app
+
+
+def test_each_recipient_gets_one_message_of_their_own(ctx, smtp_server, worker_env):
+    people = [Recipient(f"person{i}@example.org", f"Pérson {i}") for i in range(40)]
+    user, account = make_user(), make_account(smtp_server)
+    send = outbox.create_send(user, account, people, SUBJECT, BODY, HTML)
+
+    run_burst_worker(worker_env)
+
+    received = smtp_server.recorder.wait_for(40)
+    assert sorted(r for item in received for r in item.rcpt_tos) == sorted(p.email for p in people)
+    assert all(len(item.rcpt_tos) == 1 for item in received)
+    ids = {m.recipient_email: m.message_id_header for m in _messages(send.id)}
+    for item in received:
+        message, (rcpt,) = item.message, item.rcpt_tos
+        assert item.mail_from == SMTP_USER
+        assert message["Message-ID"] == ids[rcpt]
+        assert str(message["From"]) == f"Riverside Food Bank <{SMTP_USER}>"
+        assert message["To"].addresses[0].addr_spec == rcpt
+        assert message["To"].addresses[0].display_name == f"Pérson {rcpt[6:-12]}"
+        assert message["Subject"] == SUBJECT
+        assert message["Date"] is not None
+        assert _text(message.get_body(("plain",))) == BODY
+        assert _text(message.get_body(("html",))).strip() == HTML
+    assert len({item.message["Message-ID"] for item in received}) == 40
+    # One connection, one login, for the whole batch.
+    assert smtp_server.recorder.connections_total == 1
+    assert smtp_server.recorder.logins == [(SMTP_USER, True)]
+
+    assert statuses(send.id) == {"sent": 40}
+    assert db.session.get(Send, send.id).status == SendStatus.DONE
+    assert all(m.sent_at and m.last_response.startswith("250") for m in _messages(send.id))
+    stats = db.session.scalars(select(AccountDailyStats)).one()
+    assert (stats.account_id, stats.sent, stats.failed) == (account.id, 40, 0)
+
+
+def _text(part) -> str:
+    return part.get_content().replace("\r\n", "\n")
+
+
+def _messages(send_id: int) -> list[Message]:
+    db.session.rollback()
+    return list(db.session.scalars(select(Message).where(Message.send_id == send_id)))
+
+
+def test_job_payloads_in_redis_hold_ids_only(ctx, smtp_server, redis_client):
+    user, account = make_user(), make_account(smtp_server)
+    outbox.create_send(user, account, [Recipient("amy@example.org", "Amy")], SUBJECT, BODY)
+    secrets = [SMTP_PASSWORD.encode(), b"Tuesday", b"amy@example.org"]
+
+    values = []
+    for key in redis_client.scan_iter("*"):
+        kind = redis_client.type(key)
+        if kind == b"hash":
+            values.extend(redis_client.hgetall(key).values())
+        elif kind == b"string":
+            values.append(redis_client.get(key))
+        elif kind == b"list":
+            values.extend(redis_client.lrange(key, 0, -1))
+    assert values, "no job was enqueued"
+    # RQ stores the call compressed: look inside too.
+    for value in values:
+        for text in (value, _inflate(value)):
+            for secret in secrets:
+                assert secret not in text
+
+
+def _inflate(value: bytes) -> bytes:
+    try:
+        return zlib.decompress(value)
+    except zlib.error:
+        return b""

@@ -1,0 +1,221 @@
+"""Claiming with a lease and recording outcomes (claims.py), and per-recipient rendering, on
+the real databases."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import sqlite3
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, select, update
+
+from lamplight_mail import outbox
+from lamplight_mail.claims import Lease, Outcome, finish_sends
+from lamplight_mail.extensions import db
+from lamplight_mail.messages import HeaderInjection, build_message, to_bytes
+from lamplight_mail.models import (
+    AccountDailyStats,
+    Message,
+    MessageStatus,
+    Role,
+    Send,
+    SendStatus,
+    utcnow,
+)
+from lamplight_mail.recipients import Recipient
+from lamplight_mail.rendering import SendTemplate
+from lamplight_mail.transactions import write_transaction
+from tests.outbox_support import make_account, make_user, statuses
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield app
+
+
+def _send(count: int = 3, flag_reason: str | None = None) -> Send:
+    user, account = make_user(), make_account()
+    people = [Recipient(f"p{i}@example.org", f"P {i}") for i in range(count)]
+    return outbox.create_send(user, account, people, "Hello", "Body", flag_reason=flag_reason)
+
+
+def test_a_claim_on_sqlite_takes_the_write_lock_up_front(ctx):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL claims with FOR UPDATE SKIP LOCKED")
+    db.session.execute(select(Message.id))  # the caller's own session has a read open
+    statements: list[str] = []
+
+    def remember(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", remember)
+    try:
+        with write_transaction():
+            db.session.execute(select(Message.id))
+            # Another writer cannot start while the claim transaction is open.
+            other = sqlite3.connect(db.engine.url.database, timeout=0, isolation_level=None)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", remember)
+        db.session.rollback()
+    assert statements[0] == "BEGIN IMMEDIATE"
+
+
+def test_concurrent_claimers_never_take_the_same_message(ctx):
+    send = _send(60)
+    taken: dict[str, list[int]] = {}
+    barrier = threading.Barrier(3)
+
+    account_id = send.account_id
+
+    def claimer(name: str) -> None:
+        with ctx.app_context():
+            lease = Lease(account_id, name, 30)
+            barrier.wait(30)
+            mine: list[int] = []
+            while batch := lease.claim(7):
+                mine.extend(message.id for message in batch)
+            taken[name] = mine
+            db.session.remove()
+
+    threads = [threading.Thread(target=claimer, args=(f"worker-{i}",)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    claimed = [message_id for ids in taken.values() for message_id in ids]
+    assert len(taken) == 3
+    assert len(claimed) == len(set(claimed)) == 60
+    assert statuses(send.id) == {"sending": 60}
+    assert db.session.get(Send, send.id).status == SendStatus.SENDING
+
+
+def test_flagged_and_cancelled_sends_are_never_claimed(ctx):
+    user, account = make_user(), make_account()
+    people = [Recipient("x@example.org"), Recipient("y@example.org")]
+    outbox.create_send(user, account, people, "S", "B", flag_reason="Over the limit")
+    cancelled = outbox.create_send(user, account, people, "S", "B")
+    outbox.cancel(cancelled, make_user("ada@charity.example", Role.ADMIN))
+    assert Lease(account.id, "w", 30).claim(10) == []
+
+
+def test_an_expired_lease_is_claimed_again_and_the_old_owner_can_no_longer_mark(ctx):
+    send = _send(1)
+    dead = Lease(send.account_id, "dead-worker", 30)
+    (message,) = dead.claim(10)
+    assert Lease(send.account_id, "other", 30).claim(10) == []  # still leased
+
+    db.session.execute(
+        update(Message).values(
+            lease_expires_at=utcnow() - timedelta(seconds=1), due_at=utcnow() - timedelta(seconds=1)
+        )
+    )
+    db.session.commit()
+    (again,) = Lease(send.account_id, "other", 30).claim(10)
+    assert (again.id, again.attempts) == (message.id, 2)
+
+    dead.record(message, Outcome(MessageStatus.FAILED, "550 5.1.1 no such user", 550))
+    assert statuses(send.id) == {"sending": 1}  # the old owner changed nothing
+
+
+def test_recording_sent_counts_it_and_finishing_marks_the_send_done(ctx):
+    send = _send(2)
+    lease = Lease(send.account_id, "w", 30)
+    first, second = lease.claim(10)
+
+    assert lease.record(first, Outcome(MessageStatus.SENT, "250 2.0.0 OK", 250), then=second.id)
+    lease.record(second, Outcome(MessageStatus.FAILED, "550 5.1.1 unknown user", 550))
+    finish_sends([send.id])
+
+    db.session.expire_all()
+    assert statuses(send.id) == {"sent": 1, "failed": 1}
+    assert db.session.get(Send, send.id).status == SendStatus.DONE
+    failed = db.session.get(Message, second.id)
+    assert (failed.last_code, failed.last_response) == (550, "550 5.1.1 unknown user")
+    stats = db.session.scalars(select(AccountDailyStats)).one()
+    assert (stats.sent, stats.failed) == (1, 1)
+
+
+def test_cancelling_mid_batch_stops_the_rest_but_the_message_on_the_wire_counts(ctx):
+    send = _send(3)
+    lease = Lease(send.account_id, "w", 30)
+    first, second, third = lease.claim(10)
+
+    outbox.cancel(db.session.get(Send, send.id), make_user("ada@charity.example", Role.ADMIN))
+
+    # The first was already on the wire and the server accepted it: it went.
+    still_ours = lease.record(first, Outcome(MessageStatus.SENT, "250 OK", 250), then=second.id)
+    assert still_ours is False
+    assert lease.held([second.id, third.id]) == set()
+    finish_sends([send.id])
+    assert statuses(send.id) == {"sent": 1, "cancelled": 2}
+    assert db.session.get(Send, send.id).status == SendStatus.CANCELLED
+
+
+def test_giving_back_untried_messages_refunds_the_attempt(ctx):
+    send = _send(2)
+    lease = Lease(send.account_id, "w", 30)
+    batch = lease.claim(10)
+    later = utcnow() + timedelta(minutes=5)
+    lease.give_back(batch, status=MessageStatus.DEFERRED, due_at=later, answer="Held")
+
+    db.session.expire_all()
+    messages = db.session.scalars(select(Message).where(Message.send_id == send.id)).all()
+    assert {(m.status, m.attempts, m.last_response, m.lease_owner) for m in messages} == {
+        (MessageStatus.DEFERRED, 0, "Held", None)
+    }
+    assert all(abs((m.due_at - later).total_seconds()) < 1 for m in messages)
+    assert Lease(send.account_id, "w2", 30).claim(10) == []  # not due yet
+
+
+def test_renewing_extends_the_lease_of_what_is_still_held(ctx):
+    send = _send(2)
+    lease = Lease(send.account_id, "w", 30)
+    first, second = lease.claim(10)
+    before = db.session.get(Message, first.id).lease_expires_at
+    db.session.commit()
+    db.session.execute(
+        update(Message).where(Message.id == second.id).values(lease_owner="someone-else")
+    )
+    db.session.commit()
+    assert lease.renew([first.id, second.id]) == {first.id}
+    db.session.expire_all()
+    assert db.session.get(Message, first.id).lease_expires_at >= before
+
+
+def test_rendering_for_a_recipient_matches_a_message_built_for_them(ctx):
+    fields = dict(
+        from_email="office@charity.example",
+        from_name="Riverside, Food Bank",
+        subject="Café news — spring",
+        body_text="Hello Zoë\n",
+        body_html="<p>Hello</p>",
+    )
+    rendered = SendTemplate(**fields).render("jo@example.org", 'Smith, "Jo" Zoë', "<a@b.example>")
+    built = to_bytes(
+        build_message(
+            to_email="jo@example.org",
+            to_name='Smith, "Jo" Zoë',
+            message_id="<a@b.example>",
+            **fields,
+        )
+    )
+    ours, theirs = (
+        email.message_from_bytes(raw, policy=email.policy.default) for raw in (rendered, built)
+    )
+    for header in ("From", "To", "Subject", "Message-ID", "MIME-Version"):
+        assert str(ours[header]) == str(theirs[header]), header
+    assert ours.get_content_type() == theirs.get_content_type() == "multipart/alternative"
+    assert ours["To"].addresses[0].display_name == 'Smith, "Jo" Zoë'
+    for kind in ("plain", "html"):
+        assert ours.get_body((kind,)).get_content() == theirs.get_body((kind,)).get_content()
+    assert rendered.count(b"\r\n\r\n") >= 1 and b"\n" not in rendered.replace(b"\r\n", b"")
+
+    with pytest.raises(HeaderInjection):
+        SendTemplate(**fields).render("jo@example.org", "Jo\r\nBcc: x@evil.example", "<a@b>")

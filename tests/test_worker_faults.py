@@ -1,0 +1,257 @@
+"""What real worker processes do when the SMTP server answers badly, goes slow or goes away,
+when the password is wrong, and when a worker is killed mid-batch."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+
+from lamplight_mail import accounts, outbox
+from lamplight_mail.extensions import db
+from lamplight_mail.models import (
+    AccountDailyStats,
+    AuditEvent,
+    EmailAccount,
+    Message,
+    MessageStatus,
+    Send,
+    SendStatus,
+    utcnow,
+)
+from lamplight_mail.recipients import Recipient
+from tests.conftest import SMTP_PASSWORD
+from tests.outbox_support import (
+    WorkerProcess,
+    make_account,
+    make_user,
+    run_burst_worker,
+    statuses,
+    wait_until,
+)
+from tests.smtp_servers import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield app
+
+
+def _compose(account: EmailAccount, *addresses: str) -> Send:
+    people = [Recipient(address, address.split("@")[0].title()) for address in addresses]
+    return outbox.create_send(make_user(), account, people, "Hello", "Dear friend")
+
+
+def _message(send: Send, address: str) -> Message:
+    db.session.rollback()  # a fresh read: the worker wrote in another process
+    return db.session.scalars(
+        select(Message).where(Message.send_id == send.id, Message.recipient_email == address)
+    ).one()
+
+
+def _wait_until_due(send: Send) -> None:
+    def due() -> bool:
+        db.session.rollback()
+        return not db.session.scalar(
+            select(Message.id).where(Message.send_id == send.id, Message.due_at > utcnow())
+        )
+
+    wait_until(due, timeout=30)
+
+
+def test_temporary_answers_are_retried_with_backoff_then_delivered(ctx, smtp_server, worker_env):
+    smtp_server.recorder.reply_for(
+        "amy@example.org", "451 4.3.0 Try again later", "421 4.7.0 Closing connection"
+    )
+    send = _compose(make_account(smtp_server), "amy@example.org", "bo@example.org")
+
+    run_burst_worker(worker_env)
+    amy = _message(send, "amy@example.org")
+    assert (amy.status, amy.attempts, amy.last_response) == (
+        MessageStatus.DEFERRED,
+        1,
+        "451 4.3.0 Try again later",
+    )
+    assert amy.due_at > amy.updated_at  # deferred until a moment to come
+    assert smtp_server.recorder.recipients() == ["bo@example.org"]
+
+    _wait_until_due(send)
+    run_burst_worker(worker_env)
+    amy = _message(send, "amy@example.org")
+    assert (amy.status, amy.last_code) == (MessageStatus.DEFERRED, 421)
+
+    _wait_until_due(send)
+    run_burst_worker(worker_env)
+    amy = _message(send, "amy@example.org")
+    assert (amy.status, amy.attempts) == (MessageStatus.SENT, 3)
+    assert sorted(smtp_server.recorder.recipients()) == ["amy@example.org", "bo@example.org"]
+    assert db.session.get(Send, send.id).status == SendStatus.DONE
+
+
+def test_temporary_answers_give_up_after_the_last_attempt(ctx, smtp_server, worker_env):
+    smtp_server.recorder.reply_for("amy@example.org", *["451 4.3.0 Try again later"] * 3)
+    send = _compose(make_account(smtp_server), "amy@example.org")
+
+    run_burst_worker(worker_env, LAMPLIGHT_MAIL_MAX_ATTEMPTS="2")
+    _wait_until_due(send)
+    run_burst_worker(worker_env, LAMPLIGHT_MAIL_MAX_ATTEMPTS="2")
+
+    amy = _message(send, "amy@example.org")
+    assert amy.status == MessageStatus.FAILED
+    assert amy.last_response == "451 4.3.0 Try again later (gave up after 2 attempts)"
+    assert smtp_server.recorder.recipients() == []
+
+
+def test_a_permanent_answer_fails_that_message_only_and_keeps_the_answer(
+    ctx, smtp_server, worker_env
+):
+    smtp_server.recorder.reply_for("gone@example.org", "550 5.1.1 User unknown")
+    account = make_account(smtp_server)
+    send = _compose(account, "amy@example.org", "gone@example.org", "cy@example.org")
+
+    run_burst_worker(worker_env)
+
+    gone = _message(send, "gone@example.org")
+    assert (gone.status, gone.last_code, gone.last_response) == (
+        MessageStatus.FAILED,
+        550,
+        "550 5.1.1 User unknown",
+    )
+    assert statuses(send.id) == {"sent": 2, "failed": 1}
+    assert db.session.get(Send, send.id).status == SendStatus.DONE
+    stats = db.session.scalars(select(AccountDailyStats)).one()
+    assert (stats.sent, stats.failed) == (2, 1)
+    assert smtp_server.recorder.connections_total == 1  # the failure did not cost a connection
+
+
+def test_a_wrong_password_pauses_the_account_and_holds_its_mail_until_resumed(
+    ctx, smtp_server, worker_env
+):
+    account = make_account(smtp_server, password="the sign-in password")
+    send = _compose(account, "amy@example.org", "bo@example.org")
+
+    run_burst_worker(worker_env)
+
+    db.session.rollback()
+    account = db.session.get(EmailAccount, account.id)
+    assert account.paused_at is not None
+    assert "535 5.7.3" in account.paused_reason
+    assert "app password" in account.paused_advice
+    assert db.session.scalars(select(AuditEvent.action)).all() == ["account.paused"]
+    for address in ("amy@example.org", "bo@example.org"):
+        held = _message(send, address)
+        assert (held.status, held.attempts) == (MessageStatus.DEFERRED, 0)
+        assert held.last_response.startswith("Held while the account is paused: 535 5.7.3")
+    assert smtp_server.recorder.recipients() == []
+
+    run_burst_worker(worker_env)  # still paused: nothing is tried
+    assert [ok for _, ok in smtp_server.recorder.logins] == [False]
+
+    # The admin enters the app password and resumes the account.
+    account = db.session.get(EmailAccount, account.id)
+    accounts.set_password(account, SMTP_PASSWORD)
+    accounts.resume(account)
+    db.session.commit()
+    run_burst_worker(worker_env)
+
+    assert sorted(smtp_server.recorder.recipients()) == ["amy@example.org", "bo@example.org"]
+    assert statuses(send.id) == {"sent": 2}
+
+
+def test_a_quota_answer_pauses_the_account_instead_of_failing_the_rest(
+    ctx, smtp_server, worker_env
+):
+    smtp_server.recorder.reply_for(
+        "amy@example.org",
+        "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
+    )
+    account = make_account(smtp_server)
+    send = _compose(account, "amy@example.org", "bo@example.org", "cy@example.org")
+
+    run_burst_worker(worker_env)
+
+    db.session.rollback()
+    assert db.session.get(EmailAccount, account.id).paused_at is not None
+    assert statuses(send.id) == {"deferred": 3}
+    assert smtp_server.recorder.recipients() == []
+
+
+def test_a_timeout_after_data_is_an_unknown_outcome_and_not_sent_again(
+    ctx, smtp_server, worker_env
+):
+    smtp_server.recorder.data_delay_seconds = 3
+    send = _compose(make_account(smtp_server), "amy@example.org")
+
+    run_burst_worker(worker_env, LAMPLIGHT_MAIL_SMTP_TIMEOUT="1")
+    amy = _message(send, "amy@example.org")
+    assert (amy.status, amy.attempts) == (MessageStatus.FAILED, 1)
+    assert amy.last_response.startswith("Outcome unknown: ")
+
+    # It may have arrived: another run must not send it again.
+    smtp_server.recorder.data_delay_seconds = 0
+    run_burst_worker(worker_env)
+    amy = _message(send, "amy@example.org")
+    assert (amy.status, amy.attempts) == (MessageStatus.FAILED, 1)
+    assert smtp_server.recorder.recipients() in ([], ["amy@example.org"])
+
+
+def test_a_server_that_is_down_defers_with_the_reason(ctx, worker_env):
+    account = make_account()
+    account.port = free_port()  # nothing listens there
+    db.session.commit()
+    send = _compose(account, "amy@example.org", "bo@example.org")
+
+    run_burst_worker(worker_env)
+
+    for address in ("amy@example.org", "bo@example.org"):
+        message = _message(send, address)
+        assert (message.status, message.attempts) == (MessageStatus.DEFERRED, 1)
+        assert message.last_response == f"connection refused by 127.0.0.1:{account.port}"
+
+
+def test_a_worker_killed_mid_batch_loses_nothing(ctx, smtp_server, worker_env, tmp_path):
+    smtp_server.recorder.data_delay_seconds = 0.2
+    people = [f"person{i}@example.org" for i in range(30)]
+    send = _compose(make_account(smtp_server), *people)
+
+    first = WorkerProcess(worker_env, tmp_path / "first.log")
+    try:
+        smtp_server.recorder.wait_for(5, timeout=60)
+    finally:
+        first.kill()
+    assert len(smtp_server.recorder.recipients()) < 30, "the worker finished before the kill"
+
+    second = WorkerProcess(worker_env, tmp_path / "second.log")
+    try:
+        wait_until(lambda: set(smtp_server.recorder.recipients()) >= set(people), timeout=90)
+        wait_until(lambda: statuses(send.id) == {"sent": 30}, timeout=30)
+    finally:
+        second.stop()
+
+    received = Counter(smtp_server.recorder.recipients())
+    assert set(received) == set(people)
+    assert sum(received.values()) - len(people) <= 1  # only the message on the wire, if any
+    assert db.session.get(Send, send.id).status == SendStatus.DONE
+
+
+def test_the_connection_cap_holds_across_workers(ctx, smtp_server, worker_env, tmp_path):
+    smtp_server.recorder.data_delay_seconds = 0.05
+    people = [f"person{i}@example.org" for i in range(60)]
+    send = _compose(make_account(smtp_server, connection_cap=2), *people)
+
+    workers = [
+        WorkerProcess(worker_env, tmp_path / f"worker{i}.log", LAMPLIGHT_MAIL_BATCH_SIZE="5")
+        for i in range(3)
+    ]
+    try:
+        wait_until(lambda: statuses(send.id) == {"sent": 60}, timeout=90)
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    assert sorted(smtp_server.recorder.recipients()) == sorted(people)
+    assert 1 <= smtp_server.recorder.max_concurrent_connections <= 2
