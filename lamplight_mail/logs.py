@@ -22,6 +22,9 @@ from flask import Flask, has_request_context, request
 from lamplight_mail.config import PRODUCTION
 
 HANDLER_NAME = "lamplight_mail"
+# Libraries that narrate routine steps at INFO: aiosmtpd (the development catcher and the test
+# servers) logs every SMTP command, Alembic every plugin it loads.
+QUIET_LOGGERS = ("mail.log", "alembic.runtime.plugins")
 REDACTED = "[redacted]"
 
 _SECRET_WORDS = r"pass(?:word|wd|phrase)?|secret|token|api[_-]?key|credential|fernet|cookie"
@@ -133,5 +136,5 @@ def init_app(app: Flask) -> None:
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
-    # aiosmtpd (the development catcher and the test servers) narrates every SMTP command.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -7,7 +7,6 @@ delivery log holds. Free of request objects: /metrics reads the same figures.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -29,7 +28,7 @@ from lamplight_mail.models import (
     SendStatus,
     utcnow,
 )
-from lamplight_mail.outbox import ACTIVE_SEND_STATUSES, OPEN_STATUSES, mail_queue
+from lamplight_mail.outbox import ACTIVE_SEND_STATUSES, mail_queue
 
 HISTORY_DAYS = 14
 FAILED_WINDOW = timedelta(hours=24)
@@ -121,7 +120,7 @@ def account_figures(
     )
     ids = [account.id for account in accounts]
     usage = account_usage(accounts, now)
-    backlog = _backlog(now)
+    backlog = _backlog(ids)
     failed = _failed_since(now - FAILED_WINDOW)
     flagged = _flagged_sends()
     history = daily_history(ids, now.date()) if with_history else {}
@@ -226,33 +225,36 @@ def _sent_between(start: datetime, ends: dict[int, datetime]) -> dict[int, int]:
     return dict(db.session.execute(select(bounds.c.account_id, count)).all())
 
 
-def _backlog(now: datetime) -> dict[int, Backlog]:
-    """Open messages by account; bounded by open work through ix_messages_status_due."""
+def _backlog(account_ids: Sequence[int]) -> dict[int, Backlog]:
+    """Open messages per account. Correlated subqueries again: each seeks the account's slice
+    of ix_messages_account_status_due (a GROUP BY over all accounts walks the whole index)."""
+    waiting = (MessageStatus.PENDING, MessageStatus.QUEUED, MessageStatus.SENDING)
+    deferred = (MessageStatus.DEFERRED,)
+
+    def open_messages(aggregate, statuses: tuple[MessageStatus, ...]):
+        return (
+            select(aggregate)
+            .select_from(Message)
+            .join(Send, Send.id == Message.send_id)
+            .where(
+                Message.account_id == EmailAccount.id,
+                Message.status.in_(statuses),
+                # Messages of flagged (held) or cancelled sends are not waiting for a worker.
+                Send.status.in_(ACTIVE_SEND_STATUSES),
+            )
+            .scalar_subquery()
+        )
+
     rows = db.session.execute(
         select(
-            Message.account_id,
-            Message.status,
-            func.count(),
-            func.min(Message.due_at),
-            func.max(Message.due_at),
-        )
-        .join(Send, Send.id == Message.send_id)
-        .where(Message.status.in_(OPEN_STATUSES))
-        # Messages of flagged (held) or cancelled sends are not waiting for a worker.
-        .where(Send.status.in_(ACTIVE_SEND_STATUSES))
-        .group_by(Message.account_id, Message.status)
-    ).all()
-    queued: dict[int, int] = defaultdict(int)
-    deferred: dict[int, tuple[int, datetime, datetime]] = {}
-    for account_id, status, count, first_due, last_due in rows:
-        if status == MessageStatus.DEFERRED:
-            deferred[account_id] = (count, first_due, last_due)
-        else:
-            queued[account_id] += count
-    return {
-        account_id: Backlog(queued[account_id], *deferred.get(account_id, (0, None, None)))
-        for account_id in queued.keys() | deferred.keys()
-    }
+            EmailAccount.id,
+            open_messages(func.count(), waiting),
+            open_messages(func.count(), deferred),
+            open_messages(func.min(Message.due_at), deferred),
+            open_messages(func.max(Message.due_at), deferred),
+        ).where(EmailAccount.id.in_(account_ids))
+    )
+    return {account_id: Backlog(*figures) for account_id, *figures in rows}
 
 
 def _failed_since(since: datetime) -> dict[int, int]:
@@ -284,21 +286,25 @@ def daily_history(
     """Sent and failed per day from the rollups (they outlive the retention purge), oldest day
     first, days without mail filled with zeros."""
     first = today - timedelta(days=days - 1)
-    rows = db.session.scalars(
-        select(AccountDailyStats).where(
+    rows = db.session.execute(
+        select(
+            AccountDailyStats.account_id,
+            AccountDailyStats.day,
+            AccountDailyStats.sent,
+            AccountDailyStats.failed,
+        ).where(
             AccountDailyStats.account_id.in_(account_ids),
             AccountDailyStats.day >= first,
             AccountDailyStats.day <= today,
         )
     )
-    found = {(row.account_id, row.day): row for row in rows}
+    found = {(account_id, day): (sent, failed) for account_id, day, sent, failed in rows}
     calendar = [first + timedelta(days=offset) for offset in range(days)]
     history: dict[int, tuple[DayFigures, ...]] = {}
     for account_id in account_ids:
         figures = []
         for day in calendar:
-            row = found.get((account_id, day))
-            figures.append(DayFigures(day, row.sent, row.failed) if row else DayFigures(day))
+            figures.append(DayFigures(day, *found.get((account_id, day), (0, 0))))
         history[account_id] = tuple(figures)
     return history
 
