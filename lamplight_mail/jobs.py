@@ -15,21 +15,19 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 
 from flask import current_app
-from redis.commands.core import Script
 
-from lamplight_mail import accounts, crypto, outbox, smtp
-from lamplight_mail.claims import Claimed, Lease, Outcome, finish_sends
-from lamplight_mail.extensions import db, get_redis
+from lamplight_mail import accounts, crypto, limits, outbox, smtp
+from lamplight_mail.claims import Claimed, Lease, Outcome, Recorder
+from lamplight_mail.extensions import db
 from lamplight_mail.messages import HeaderInjection
 from lamplight_mail.models import EmailAccount, MessageStatus, Send, utcnow
 from lamplight_mail.providers import AnswerKind
 from lamplight_mail.rendering import SendTemplate
+from lamplight_mail.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +37,13 @@ def deliver(account_id: int) -> None:
     ran out with work left."""
     outbox.delivery_started(account_id)
     try:
-        delivery = Delivery.prepare(account_id)
+        account = db.session.get(EmailAccount, account_id)
+        if account is None or account.paused_at is not None:
+            return
+        delivery = Delivery.prepare(account)
         if delivery is None:
             return
-        with delivery.gate.connection() as slot:
+        with limits.connection_slot(account, delivery.lease_seconds) as slot:
             if slot is None:
                 return  # the account's other connections are draining its mail
             out_of_time = delivery.run(slot)
@@ -72,13 +73,12 @@ class Delivery:
         self.from_email = account.from_email
         self.from_name = account.from_name
         self.settings = settings
-        self.lease = Lease(account.id, _owner(), config["MAIL_LEASE_SECONDS"])
+        self.lease_seconds = config["MAIL_LEASE_SECONDS"]
         self.batch_size = config["MAIL_BATCH_SIZE"]
         self.max_attempts = config["MAIL_MAX_ATTEMPTS"]
         self.retry_base = config["MAIL_RETRY_BASE_SECONDS"]
         self.retry_cap = config["MAIL_RETRY_MAX_SECONDS"]
         self.deadline = time.monotonic() + config["MAIL_JOB_SECONDS"]
-        self.gate = Gate(account.id, account.connection_cap, config["MAIL_LEASE_SECONDS"])
         self.connection: smtp.Connection | None = None
         self.templates: dict[int, SendTemplate | str] = {}
         self.sends: set[int] = set()
@@ -86,35 +86,31 @@ class Delivery:
         self.pause_answer = ""
 
     @classmethod
-    def prepare(cls, account_id: int) -> Delivery | None:
-        """A delivery for the account; None when it is gone or paused, or (pausing it) when its
-        stored password cannot be read. Leaves no transaction open."""
-        account = db.session.get(EmailAccount, account_id)
-        if account is None or account.paused_at is not None:
-            db.session.rollback()
-            return None
+    def prepare(cls, account: EmailAccount) -> Delivery | None:
+        """A delivery for the account; None (and the account paused) when its stored password
+        cannot be read."""
         try:
             settings = accounts.connection_settings(account)
         except crypto.SecretUnreadable:
-            accounts.pause(
-                account,
+            _pause(
+                account.id,
                 "The stored password cannot be decrypted with the configured keys.",
                 "Enter the account's password again, or put the old key back in "
                 "LAMPLIGHT_MAIL_KEYS (after the new one) and run `flask keys rotate`.",
             )
-            db.session.commit()
             return None
-        delivery = cls(account, settings)
-        db.session.commit()
-        return delivery
+        return cls(account, settings)
 
     @property
     def out_of_time(self) -> bool:
         return time.monotonic() >= self.deadline
 
-    def run(self, slot: ConnectionSlot) -> bool:
+    def run(self, slot: limits.ConnectionSlot) -> bool:
         """Deliver batch after batch; True when it stopped for time rather than for want of
         due work (or because the account cannot send)."""
+        owner = _owner()
+        self.lease = Lease(self.account_id, owner, self.lease_seconds)
+        self.recorder = Recorder(self.account_id, owner, self.lease_seconds)
         try:
             while not self.stopped:
                 if self.out_of_time:
@@ -130,15 +126,17 @@ class Delivery:
             return False
         finally:
             self._disconnect()
-            finish_sends(self.sends)
+            self.recorder.close()
+            self.lease.finish_sends(self.sends)
+            self.lease.close()
 
-    def _send_batch(self, batch: list[Claimed], slot: ConnectionSlot) -> None:
+    def _send_batch(self, batch: list[Claimed], slot: limits.ConnectionSlot) -> None:
         held = {message.id for message in batch}
         for index, message in enumerate(batch):
             if message.id not in held:
                 continue
             rest = partial(_still_held, batch, index, held)
-            if self.lease.expiring:
+            if self.lease.due_for_check:
                 held &= self.lease.renew(m.id for m in rest())
                 if not slot.renew():
                     self.stopped = True  # the slot lapsed: another connection has it
@@ -147,7 +145,7 @@ class Delivery:
             if self.stopped or self.out_of_time:
                 self.lease.give_back(rest())
                 return
-            not_before = self.gate.may_send(message)
+            not_before = self._may_send(message)
             if not_before is not None:
                 self.lease.give_back(rest(), status=MessageStatus.DEFERRED, due_at=not_before)
                 return
@@ -157,9 +155,14 @@ class Delivery:
             if outcome is None:  # the account was paused by this answer
                 self._hold(rest())
                 return
-            following = next((m.id for m in batch[index + 1 :] if m.id in held), None)
-            if not self.lease.record(message, outcome, then=following):
-                held &= self.lease.held(m.id for m in batch[index + 1 :])
+            self.recorder.record(message, outcome)
+
+    def _may_send(self, message: Claimed) -> datetime | None:
+        """The one place a delivery asks "may this message go now?": None for yes, else the
+        moment to ask again. The account's connections are capped by the limiter's slot (see
+        deliver); per-message pacing (limits.acquire, and limits.refund when the server does
+        not accept the message) is wired in here."""
+        return None
 
     def _connect(self, rest: list[Claimed]) -> bool:
         try:
@@ -191,7 +194,13 @@ class Delivery:
             return Outcome(MessageStatus.FAILED, f"The message could not be built: {error}")
         assert self.connection is not None
         try:
-            answer = self.connection.deliver(self.from_email, [message.recipient_email], payload)
+            answer = self.connection.deliver(
+                self.from_email,
+                [message.recipient_email],
+                payload,
+                # The previous message is marked before this one can be accepted.
+                before_content=self.recorder.wait,
+            )
         except smtp.SMTPFailure as failure:
             return self._after_failure(message, failure)
         return Outcome(MessageStatus.SENT, answer, 250)
@@ -225,9 +234,7 @@ class Delivery:
         return Outcome(MessageStatus.DEFERRED, _answer(failure), failure.code, due_at)
 
     def _pause(self, failure: smtp.SMTPFailure) -> None:
-        account = db.session.get(EmailAccount, self.account_id)
-        accounts.pause(account, _answer(failure), failure.hint)
-        db.session.commit()
+        _pause(self.account_id, _answer(failure), failure.hint)
         self.pause_answer = _answer(failure)
         self.stopped = True
 
@@ -263,6 +270,11 @@ class Delivery:
             self.connection = None
 
 
+def _pause(account_id: int, reason: str, advice: str | None) -> None:
+    with write_transaction():
+        accounts.pause(db.session.get(EmailAccount, account_id), reason, advice)
+
+
 def _still_held(batch: list[Claimed], index: int, held: set[int]) -> list[Claimed]:
     """The batch from `index` on, without the messages this job no longer holds."""
     return [message for message in batch[index:] if message.id in held]
@@ -270,72 +282,3 @@ def _still_held(batch: list[Claimed], index: int, held: set[int]) -> list[Claime
 
 def _answer(failure: smtp.SMTPFailure) -> str:
     return f"{failure.code} {failure.answer}" if failure.code else failure.answer
-
-
-# --- The seam with the limiter -------------------------------------------------------------
-#
-# Every "may I?" a delivery asks goes through Gate: one connection slot per SMTP connection,
-# and one question per message. Until limits.py is wired in, connections are capped by a small
-# Redis semaphore and every message may go at once (no pacing).
-
-# KEYS[1] the account's connection slots: a sorted set of token -> lease end (ms, Redis time)
-# ARGV[1] the connection cap, ARGV[2] this connection's token, ARGV[3] lease length (ms)
-# Returns 1 when the token holds a slot (taken or renewed), 0 when the cap is reached.
-_SLOT_SCRIPT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[2]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
-  return 1
-end
-return 0
-"""
-_slot_script: Script | None = None
-
-
-class ConnectionSlot:
-    """One of an account's concurrent SMTP connections, a lease that lapses if its worker dies."""
-
-    def __init__(self, account_id: int, cap: int, lease_seconds: float) -> None:
-        global _slot_script
-        self._client = get_redis()
-        if _slot_script is None:
-            _slot_script = self._client.register_script(_SLOT_SCRIPT)
-        self._script = _slot_script
-        self._args = [cap, uuid.uuid4().hex, int(lease_seconds * 1000)]
-        self._key = f"lamplight:connections:{account_id}"
-
-    def renew(self) -> bool:
-        """Take or extend the slot; False when the cap is reached (or the slot lapsed and went
-        to another connection)."""
-        return bool(self._script(keys=[self._key], args=self._args, client=self._client))
-
-    def release(self) -> None:
-        self._client.zrem(self._key, self._args[1])
-
-
-class Gate:
-    """Where a delivery asks the limiter for permission."""
-
-    def __init__(self, account_id: int, connection_cap: int, lease_seconds: float) -> None:
-        self.account_id = account_id
-        self.connection_cap = connection_cap
-        self.lease_seconds = lease_seconds
-
-    @contextmanager
-    def connection(self) -> Iterator[ConnectionSlot | None]:
-        """A connection slot for the block, or None when the account's cap is reached."""
-        slot = ConnectionSlot(self.account_id, self.connection_cap, self.lease_seconds)
-        if not slot.renew():
-            yield None
-            return
-        try:
-            yield slot
-        finally:
-            slot.release()
-
-    def may_send(self, message: Claimed) -> datetime | None:
-        """None when the message may go now, else the moment to try again."""
-        return None

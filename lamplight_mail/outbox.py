@@ -77,15 +77,17 @@ def create_send(
     body_html: str | None = None,
     flag_reason: str | None = None,
 ) -> Send:
-    """Write the send and one pending message per recipient in one transaction, commit, then
-    enqueue delivery. With `flag_reason` the send is held as flagged and nothing is enqueued."""
+    """Write the send and one message per recipient in one transaction, commit, then enqueue
+    delivery (ids only). Messages are `queued`: waiting for a worker, whether or not Redis took
+    the job (the sweep enqueues one when it did not). With `flag_reason` the send is held as
+    flagged, its messages `pending` until an admin releases it, and nothing is enqueued."""
     now = utcnow()
     with write_transaction():
         send = _write_send(
             user, account, recipients, now, subject, body_text, body_html, flag_reason
         )
     if send.status == SendStatus.QUEUED:
-        _hand_to_queue(send)
+        enqueue_delivery(send.account_id)
     return send
 
 
@@ -121,7 +123,7 @@ def _write_send(
             "recipient_email": recipient.email,
             "recipient_name": recipient.name,
             "message_id_header": new_message_id(account.from_email),
-            "status": MessageStatus.PENDING,
+            "status": MessageStatus.PENDING if flag_reason else MessageStatus.QUEUED,
             "attempts": 0,
             "due_at": now,
             "created_at": now,
@@ -130,7 +132,8 @@ def _write_send(
         for recipient in recipients
     ]
     if rows:
-        db.session.execute(insert(Message), rows)
+        # Core, not the ORM's bulk insert: no identity bookkeeping for rows nobody will touch.
+        db.session.execute(insert(Message.__table__), rows)
     return send
 
 
@@ -144,6 +147,12 @@ def release(send: Send, actor: User) -> None:
         send.status = SendStatus.QUEUED
         send.released_at = utcnow()
         send.released_by_id = actor.id
+        db.session.execute(
+            update(Message)
+            .where(Message.send_id == send.id, Message.status == MessageStatus.PENDING)
+            .values(status=MessageStatus.QUEUED)
+            .execution_options(synchronize_session=False)
+        )
         audit.record(
             "send.released",
             "send",
@@ -153,7 +162,7 @@ def release(send: Send, actor: User) -> None:
             {"recipients": send.recipient_count, "flag_reason": send.flag_reason},
             actor=actor,
         )
-    _hand_to_queue(send)
+    enqueue_delivery(send.account_id)
 
 
 def cancel(send: Send, actor: User) -> int:
@@ -185,19 +194,6 @@ def cancel(send: Send, actor: User) -> int:
             actor=actor,
         )
     return cancelled
-
-
-def _hand_to_queue(send: Send) -> None:
-    send_id, account_id = send.id, send.account_id
-    if not enqueue_delivery(account_id):
-        return  # Redis is unreachable: the messages stay pending and the sweep enqueues them
-    with write_transaction():
-        db.session.execute(
-            update(Message)
-            .where(Message.send_id == send_id, Message.status == MessageStatus.PENDING)
-            .values(status=MessageStatus.QUEUED)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def enqueue_delivery(account_id: int, *, verify: bool = False) -> bool:
@@ -262,8 +258,8 @@ def due_accounts() -> list[int]:
 
 
 def sweep(*, force: bool = False) -> list[int]:
-    """Re-enqueue due work that has no waiting job: lost or evicted jobs, mail composed while
-    Redis was down, deferred retries now due, leases of dead workers, resumed accounts.
+    """Enqueue delivery wherever due work has no waiting job: lost or evicted jobs, mail composed
+    while Redis was down, deferred retries now due, leases of dead workers, resumed accounts.
 
     Several workers call this; unless `force`d, only one sweeps per MAIL_SWEEP_SECONDS.
     Returns the accounts it enqueued.
@@ -272,23 +268,9 @@ def sweep(*, force: bool = False) -> list[int]:
     acquired = get_redis().set(SWEEP_LOCK_KEY, 1, nx=True, px=int(interval * 900))
     if not (acquired or force):
         return []
-    enqueued = [
+    return [
         account_id for account_id in due_accounts() if enqueue_delivery(account_id, verify=True)
     ]
-    if enqueued:
-        active_sends = select(Send.id).where(Send.status.in_(ACTIVE_SEND_STATUSES))
-        with write_transaction():
-            db.session.execute(
-                update(Message)
-                .where(
-                    Message.account_id.in_(enqueued),
-                    Message.status == MessageStatus.PENDING,
-                    Message.send_id.in_(active_sends),
-                )
-                .values(status=MessageStatus.QUEUED)
-                .execution_options(synchronize_session=False)
-            )
-    return enqueued
 
 
 def counts_by_status(send_id: int) -> dict[MessageStatus, int]:

@@ -7,9 +7,11 @@ what went wrong on the network) and never the password.
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lamplight_mail.models import AuthMethod, Security
@@ -124,6 +126,15 @@ def _network_failure(settings: ConnectionSettings, error: BaseException, stage: 
     return SMTPFailure(stage, f"{type(error).__name__}: {error}", kind=AnswerKind.TEMPORARY)
 
 
+def _dot_stuffed(message: bytes) -> bytes:
+    """The message as DATA carries it (RFC 5321 4.5.2): a leading dot doubled on every line,
+    CRLF at the end, and the lone dot that ends it."""
+    stuffed = re.sub(rb"(?m)^\.", b"..", message)
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
+
+
 @dataclass
 class Connection:
     """An open, secured and authenticated SMTP session, reused for many messages."""
@@ -132,9 +143,21 @@ class Connection:
     settings: ConnectionSettings
     transcript: list[str] = field(default_factory=list)  # the server's answers, for the admin
 
-    def deliver(self, from_address: str, recipients: list[str], message: bytes) -> str:
-        """Send one message; return the server's answer to DATA (e.g. "250 2.0.0 OK ...")."""
+    def deliver(
+        self,
+        from_address: str,
+        recipients: list[str],
+        message: bytes,
+        before_content: Callable[[], object] | None = None,
+    ) -> str:
+        """Send one message; return the server's answer to DATA (e.g. "250 2.0.0 OK ...").
+
+        `before_content` runs once the server is ready for the message (354), right before the
+        message itself goes: a worker finishes recording the previous message meanwhile, so no
+        message can be accepted before the one ahead of it is marked sent.
+        """
         stage = "mail"
+        content_sent = False
         try:
             code, response = self.client.mail(from_address)
             if code != 250:
@@ -147,14 +170,22 @@ class Connection:
                     self._reset()
                     raise SMTPFailure("rcpt", _text(response), code)
             stage = "data"
-            code, response = self.client.data(message)
+            code, response = self.client.docmd("DATA")
+            if code != 354:
+                self._reset()
+                raise SMTPFailure("data", _text(response), code)
+            if before_content is not None:
+                before_content()
+            content_sent = True
+            self.client.send(_dot_stuffed(message))
+            code, response = self.client.getreply()
         except SMTPFailure:
             raise
         except smtplib.SMTPResponseException as error:
             raise SMTPFailure(stage, _text(error.smtp_error), error.smtp_code) from None
         except (OSError, smtplib.SMTPException) as error:
             failure = _network_failure(self.settings, error, stage)
-            if stage == "data":
+            if content_sent:
                 # The server may have taken the message before the line went quiet: retrying
                 # blindly could send it twice.
                 failure.kind = AnswerKind.UNKNOWN

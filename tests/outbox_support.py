@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask
@@ -167,3 +168,13 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@contextmanager
+def explained_by(*workers: WorkerProcess) -> Iterator[None]:
+    """On a failed assertion, show what the workers logged."""
+    try:
+        yield
+    except AssertionError as error:
+        logs = "\n".join(f"--- {w.log_path.name}\n{w.output()}" for w in workers)
+        raise AssertionError(f"{error}\n{logs}") from None

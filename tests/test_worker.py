@@ -23,7 +23,8 @@ from tests.outbox_support import (
 pytestmark = pytest.mark.slow
 
 SUBJECT = "Spring newsletter: café mornings — 10% more places"
-BODY = "Dear friend,\n\nThe café opens again on Tuesday. Zoë will be there.\n\n-- Riverside\n"
+# A line starting with a dot must survive SMTP's dot-stuffing.
+BODY = "Dear friend,\n\nThe café opens again on Tuesday. Zoë will be there.\n.\n-- Riverside\n"
 HTML = "<p>The café opens again on <strong>Tuesday</strong>.</p>"
 
 

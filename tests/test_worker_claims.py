@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event, select, update
 
 from lamplight_mail import outbox
-from lamplight_mail.claims import Lease, Outcome, finish_sends
+from lamplight_mail.claims import Lease, Outcome
 from lamplight_mail.extensions import db
 from lamplight_mail.messages import HeaderInjection, build_message, to_bytes
 from lamplight_mail.models import (
@@ -37,15 +37,47 @@ def ctx(app):
         yield app
 
 
+@pytest.fixture
+def lease(ctx):
+    """Make leases (each on its own connection), closed after the test."""
+    made: list[Lease] = []
+
+    def make(account_id: int, owner: str = "worker", seconds: float = 30) -> Lease:
+        made.append(Lease(account_id, owner, seconds))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
 def _send(count: int = 3, flag_reason: str | None = None) -> Send:
     user, account = make_user(), make_account()
     people = [Recipient(f"p{i}@example.org", f"P {i}") for i in range(count)]
     return outbox.create_send(user, account, people, "Hello", "Body", flag_reason=flag_reason)
 
 
-def test_a_claim_on_sqlite_takes_the_write_lock_up_front(ctx):
+def test_a_claim_on_sqlite_begins_immediate(ctx, lease):
     if db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite only: PostgreSQL claims with FOR UPDATE SKIP LOCKED")
+    send = _send(2)
+    statements: list[str] = []
+
+    def remember(conn, cursor, statement, *args) -> None:
+        statements.append(statement.split()[0] + " " + statement.split()[1])
+
+    claimer = lease(send.account_id)
+    event.listen(db.engine, "before_cursor_execute", remember)
+    try:
+        assert len(claimer.claim(10)) == 2
+    finally:
+        event.remove(db.engine, "before_cursor_execute", remember)
+    assert statements[:2] == ["BEGIN IMMEDIATE", "UPDATE messages"]
+
+
+def test_an_app_write_transaction_on_sqlite_holds_the_write_lock(ctx):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
     db.session.execute(select(Message.id))  # the caller's own session has a read open
     statements: list[str] = []
 
@@ -76,13 +108,12 @@ def test_concurrent_claimers_never_take_the_same_message(ctx):
 
     def claimer(name: str) -> None:
         with ctx.app_context():
-            lease = Lease(account_id, name, 30)
-            barrier.wait(30)
-            mine: list[int] = []
-            while batch := lease.claim(7):
-                mine.extend(message.id for message in batch)
+            with Lease(account_id, name, 30) as claimer:
+                barrier.wait(30)
+                mine: list[int] = []
+                while batch := claimer.claim(7):
+                    mine.extend(message.id for message in batch)
             taken[name] = mine
-            db.session.remove()
 
     threads = [threading.Thread(target=claimer, args=(f"worker-{i}",)) for i in range(3)]
     for thread in threads:
@@ -96,44 +127,41 @@ def test_concurrent_claimers_never_take_the_same_message(ctx):
     assert db.session.get(Send, send.id).status == SendStatus.SENDING
 
 
-def test_flagged_and_cancelled_sends_are_never_claimed(ctx):
+def test_flagged_and_cancelled_sends_are_never_claimed(ctx, lease):
     user, account = make_user(), make_account()
     people = [Recipient("x@example.org"), Recipient("y@example.org")]
     outbox.create_send(user, account, people, "S", "B", flag_reason="Over the limit")
     cancelled = outbox.create_send(user, account, people, "S", "B")
     outbox.cancel(cancelled, make_user("ada@charity.example", Role.ADMIN))
-    assert Lease(account.id, "w", 30).claim(10) == []
+    assert lease(account.id).claim(10) == []
 
 
-def test_an_expired_lease_is_claimed_again_and_the_old_owner_can_no_longer_mark(ctx):
+def test_an_expired_lease_is_claimed_again_and_the_old_owner_can_no_longer_mark(ctx, lease):
     send = _send(1)
-    dead = Lease(send.account_id, "dead-worker", 30)
+    dead, other = lease(send.account_id, "dead-worker"), lease(send.account_id, "other")
     (message,) = dead.claim(10)
-    assert Lease(send.account_id, "other", 30).claim(10) == []  # still leased
+    assert other.claim(10) == []  # still leased
 
-    db.session.execute(
-        update(Message).values(
-            lease_expires_at=utcnow() - timedelta(seconds=1), due_at=utcnow() - timedelta(seconds=1)
-        )
-    )
-    db.session.commit()
-    (again,) = Lease(send.account_id, "other", 30).claim(10)
+    past = utcnow() - timedelta(seconds=1)
+    with write_transaction():  # the lease runs out
+        db.session.execute(update(Message).values(lease_expires_at=past, due_at=past))
+    (again,) = other.claim(10)
     assert (again.id, again.attempts) == (message.id, 2)
 
-    dead.record(message, Outcome(MessageStatus.FAILED, "550 5.1.1 no such user", 550))
+    assert not dead.record(message, Outcome(MessageStatus.FAILED, "550 5.1.1 no such", 550))
     assert statuses(send.id) == {"sending": 1}  # the old owner changed nothing
 
 
-def test_recording_sent_counts_it_and_finishing_marks_the_send_done(ctx):
+def test_recording_sent_counts_it_and_finishing_marks_the_send_done(ctx, lease):
     send = _send(2)
-    lease = Lease(send.account_id, "w", 30)
-    first, second = lease.claim(10)
+    worker = lease(send.account_id)
+    first, second = worker.claim(10)
 
-    assert lease.record(first, Outcome(MessageStatus.SENT, "250 2.0.0 OK", 250), then=second.id)
-    lease.record(second, Outcome(MessageStatus.FAILED, "550 5.1.1 unknown user", 550))
-    finish_sends([send.id])
+    assert worker.record(first, Outcome(MessageStatus.SENT, "250 2.0.0 OK", 250))
+    worker.record(second, Outcome(MessageStatus.FAILED, "550 5.1.1 unknown user", 550))
+    worker.finish_sends([send.id])
 
-    db.session.expire_all()
+    db.session.rollback()
     assert statuses(send.id) == {"sent": 1, "failed": 1}
     assert db.session.get(Send, send.id).status == SendStatus.DONE
     failed = db.session.get(Message, second.id)
@@ -142,50 +170,53 @@ def test_recording_sent_counts_it_and_finishing_marks_the_send_done(ctx):
     assert (stats.sent, stats.failed) == (1, 1)
 
 
-def test_cancelling_mid_batch_stops_the_rest_but_the_message_on_the_wire_counts(ctx):
+def test_cancelling_mid_batch_stops_the_rest_but_the_message_on_the_wire_counts(ctx, lease):
     send = _send(3)
-    lease = Lease(send.account_id, "w", 30)
-    first, second, third = lease.claim(10)
+    admin = make_user("ada@charity.example", Role.ADMIN)
+    db.session.commit()
+    worker = lease(send.account_id)
+    first, second, third = worker.claim(10)
 
-    outbox.cancel(db.session.get(Send, send.id), make_user("ada@charity.example", Role.ADMIN))
+    outbox.cancel(db.session.get(Send, send.id), admin)
 
     # The first was already on the wire and the server accepted it: it went.
-    still_ours = lease.record(first, Outcome(MessageStatus.SENT, "250 OK", 250), then=second.id)
-    assert still_ours is False
-    assert lease.held([second.id, third.id]) == set()
-    finish_sends([send.id])
+    assert worker.record(first, Outcome(MessageStatus.SENT, "250 OK", 250))
+    # The next check tells the worker the rest are no longer its to send.
+    assert worker.renew([second.id, third.id]) == set()
+    worker.finish_sends([send.id])
     assert statuses(send.id) == {"sent": 1, "cancelled": 2}
     assert db.session.get(Send, send.id).status == SendStatus.CANCELLED
 
 
-def test_giving_back_untried_messages_refunds_the_attempt(ctx):
+def test_giving_back_untried_messages_refunds_the_attempt(ctx, lease):
     send = _send(2)
-    lease = Lease(send.account_id, "w", 30)
-    batch = lease.claim(10)
+    worker = lease(send.account_id)
+    batch = worker.claim(10)
     later = utcnow() + timedelta(minutes=5)
-    lease.give_back(batch, status=MessageStatus.DEFERRED, due_at=later, answer="Held")
+    worker.give_back(batch, status=MessageStatus.DEFERRED, due_at=later, answer="Held")
 
-    db.session.expire_all()
+    db.session.rollback()
     messages = db.session.scalars(select(Message).where(Message.send_id == send.id)).all()
     assert {(m.status, m.attempts, m.last_response, m.lease_owner) for m in messages} == {
         (MessageStatus.DEFERRED, 0, "Held", None)
     }
     assert all(abs((m.due_at - later).total_seconds()) < 1 for m in messages)
-    assert Lease(send.account_id, "w2", 30).claim(10) == []  # not due yet
+    assert lease(send.account_id, "another").claim(10) == []  # not due yet
 
 
-def test_renewing_extends_the_lease_of_what_is_still_held(ctx):
+def test_renewing_extends_the_lease_of_what_is_still_held(ctx, lease):
     send = _send(2)
-    lease = Lease(send.account_id, "w", 30)
-    first, second = lease.claim(10)
+    worker = lease(send.account_id)
+    first, second = worker.claim(10)
+    db.session.rollback()
     before = db.session.get(Message, first.id).lease_expires_at
-    db.session.commit()
-    db.session.execute(
-        update(Message).where(Message.id == second.id).values(lease_owner="someone-else")
-    )
-    db.session.commit()
-    assert lease.renew([first.id, second.id]) == {first.id}
-    db.session.expire_all()
+    assert before is not None
+    with write_transaction():  # taken over by another worker after a stall
+        db.session.execute(
+            update(Message).where(Message.id == second.id).values(lease_owner="someone-else")
+        )
+    assert worker.renew([first.id, second.id]) == {first.id}
+    db.session.rollback()
     assert db.session.get(Message, first.id).lease_expires_at >= before
 
 

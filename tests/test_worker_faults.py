@@ -24,6 +24,7 @@ from lamplight_mail.recipients import Recipient
 from tests.conftest import SMTP_PASSWORD
 from tests.outbox_support import (
     WorkerProcess,
+    explained_by,
     make_account,
     make_user,
     run_burst_worker,
@@ -220,15 +221,17 @@ def test_a_worker_killed_mid_batch_loses_nothing(ctx, smtp_server, worker_env, t
 
     first = WorkerProcess(worker_env, tmp_path / "first.log")
     try:
-        smtp_server.recorder.wait_for(5, timeout=60)
+        with explained_by(first):
+            smtp_server.recorder.wait_for(5, timeout=60)
     finally:
         first.kill()
     assert len(smtp_server.recorder.recipients()) < 30, "the worker finished before the kill"
 
     second = WorkerProcess(worker_env, tmp_path / "second.log")
     try:
-        wait_until(lambda: set(smtp_server.recorder.recipients()) >= set(people), timeout=90)
-        wait_until(lambda: statuses(send.id) == {"sent": 30}, timeout=30)
+        with explained_by(first, second):
+            wait_until(lambda: set(smtp_server.recorder.recipients()) >= set(people), timeout=90)
+            wait_until(lambda: statuses(send.id) == {"sent": 30}, timeout=30)
     finally:
         second.stop()
 
@@ -248,7 +251,8 @@ def test_the_connection_cap_holds_across_workers(ctx, smtp_server, worker_env, t
         for i in range(3)
     ]
     try:
-        wait_until(lambda: statuses(send.id) == {"sent": 60}, timeout=90)
+        with explained_by(*workers):
+            wait_until(lambda: statuses(send.id) == {"sent": 60}, timeout=90)
     finally:
         for worker in workers:
             worker.stop()

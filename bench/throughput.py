@@ -1,0 +1,377 @@
+"""Delivery throughput and compose cost, measured in one run.
+
+`python -m bench.throughput` starts a loopback SMTP sink (aiosmtpd with STARTTLS and AUTH, in
+its own process, like a real server would be) and measures:
+
+(a) the ceiling: a bare smtplib loop over one persistent connection sending 5,000 pre-rendered
+    messages;
+(b) one worker process (`python worker.py --burst`) draining 5,000 queued messages for one
+    account, with the account's limits set high enough not to bind;
+(c) composing 10,000 recipients (outbox.create_send: the send, 10,000 message rows with their
+    Message-IDs, commit, enqueue) against a bare bulk insert of the same rows, and the whole
+    compose request through the web app for reference.
+
+It prints messages per second and the ratios b/a (target >= 0.7) and c (target <= 2); each
+figure is the best of three runs.
+The database is a fresh SQLite file, or a fresh PostgreSQL database when BENCH_DATABASE_URL
+names a server (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import trustme
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, delete, func, insert, select, text
+from sqlalchemy.engine import make_url
+
+from lamplight_mail import PROJECT_ROOT, accounts, create_app, embedded_redis, outbox
+from lamplight_mail.extensions import db
+from lamplight_mail.messages import new_message_id
+from lamplight_mail.models import (
+    AccountKind,
+    AuthMethod,
+    EmailAccount,
+    Message,
+    MessageStatus,
+    Role,
+    Security,
+    Send,
+    User,
+    utcnow,
+)
+from lamplight_mail.recipients import Recipient
+from lamplight_mail.rendering import SendTemplate
+
+WORKER_MESSAGES = 5_000
+COMPOSE_RECIPIENTS = 10_000
+REPEATS = 3  # each figure is the best of this many runs: noise on a shared machine only slows
+SMTP_USER = "bench@charity.example"
+SMTP_PASSWORD = "bench-app-password"
+SUBJECT = "Spring newsletter from the café"
+BODY = "Dear friend,\n\n" + "We open again on Tuesday, with more places than before.\n" * 30
+
+
+def _serve(port: int, certificate: str, ready: multiprocessing.Event) -> None:
+    """The sink: accepts everything after STARTTLS and AUTH, keeps nothing."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope) -> str:
+            return "250 2.0.0 OK queued"
+
+    def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password == SMTP_PASSWORD.encode()
+        return AuthResult(success=ok)
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate)
+    controller = Controller(
+        Sink(),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        auth_required=True,
+        auth_require_tls=True,
+        authenticator=authenticate,
+    )
+    controller.start()
+    ready.set()
+    while True:
+        time.sleep(3600)
+
+
+@contextmanager
+def smtp_sink(folder: Path) -> Iterator[int]:
+    """A sink in its own process on a free port; yields the port. Trusts its test CA."""
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(folder / "ca.pem"))
+    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(folder / "server.pem")
+    )
+    os.environ["SSL_CERT_FILE"] = str(folder / "ca.pem")
+    port = _free_port()
+    spawn = multiprocessing.get_context("spawn")
+    ready = spawn.Event()
+    process = spawn.Process(target=_serve, args=(port, str(folder / "server.pem"), ready))
+    process.start()
+    try:
+        if not ready.wait(30):
+            raise RuntimeError("the SMTP sink did not start")
+        yield port
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    """A fresh, empty database URL: PostgreSQL when BENCH_DATABASE_URL is set, else SQLite."""
+    server = os.environ.get("BENCH_DATABASE_URL")
+    if not server:
+        folder = Path(tempfile.mkdtemp(prefix="lm-bench-db-"))
+        try:
+            yield f"sqlite:///{folder / 'bench.sqlite'}"
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    name = f"lm_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def raw_smtplib(port: int, count: int) -> float:
+    """(a) Messages per second over one connection, messages rendered beforehand."""
+    template = SendTemplate(
+        from_email=SMTP_USER, from_name="Riverside", subject=SUBJECT, body_text=BODY
+    )
+    messages = [
+        (
+            f"person{i}@example.org",
+            template.render(f"person{i}@example.org", f"Person {i}", f"<{i}@b>"),
+        )
+        for i in range(count)
+    ]
+    client = smtplib.SMTP("127.0.0.1", port, timeout=20)
+    client.ehlo()
+    client.starttls(context=ssl.create_default_context())
+    client.ehlo()
+    client.login(SMTP_USER, SMTP_PASSWORD)
+    started = time.perf_counter()
+    for recipient, payload in messages:
+        client.mail(SMTP_USER)
+        client.rcpt(recipient)
+        code, _ = client.data(payload)
+        assert code == 250
+    elapsed = time.perf_counter() - started
+    client.quit()
+    return count / elapsed
+
+
+def _people(count: int) -> list[Recipient]:
+    return [Recipient(f"person{i}@example.org", f"Pérson {i}") for i in range(count)]
+
+
+def _setup(app: Flask, port: int) -> tuple[User, EmailAccount]:
+    user = User(email="olive@charity.example", name="Olive", role=Role.OPERATOR)
+    user.set_password("correct horse battery")
+    account = EmailAccount(
+        kind=AccountKind.SYSTEM,
+        default_for_operators=True,
+        host="127.0.0.1",
+        port=port,
+        auth_method=AuthMethod.LOGIN,
+        security=Security.TLS,
+        username=SMTP_USER,
+        from_email=SMTP_USER,
+        from_name="Riverside Food Bank",
+        # Limits on, but not binding.
+        daily_limit=10_000_000,
+        per_minute_limit=10_000_000,
+        max_recipients=500,
+        connection_cap=3,
+    )
+    accounts.set_password(account, SMTP_PASSWORD)
+    db.session.add_all([user, account])
+    db.session.commit()
+    return user, account
+
+
+def worker_drain(app: Flask, env: dict[str, str], user: User, account: EmailAccount) -> dict:
+    """(b) One worker process draining WORKER_MESSAGES queued messages for one account."""
+    send = outbox.create_send(user, account, _people(WORKER_MESSAGES), SUBJECT, BODY)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "worker.py"), "--burst"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+    )
+    wall = time.perf_counter() - started
+    db.session.rollback()
+    sent, first, last = db.session.execute(
+        select(func.count(), func.min(Message.sent_at), func.max(Message.sent_at)).where(
+            Message.send_id == send.id, Message.status == MessageStatus.SENT
+        )
+    ).one()
+    if sent != WORKER_MESSAGES:
+        raise RuntimeError(f"the worker sent {sent} of {WORKER_MESSAGES} messages")
+    return {
+        "rate": (sent - 1) / (last - first).total_seconds(),
+        "wall": wall,
+    }
+
+
+def _fastest(operation: Callable[[], float]) -> float:
+    return min(operation() for _ in range(REPEATS))
+
+
+def compose_vs_insert(app: Flask, user: User, account: EmailAccount) -> dict:
+    """(c) create_send for COMPOSE_RECIPIENTS against a bare insert of the same rows."""
+    people = _people(COMPOSE_RECIPIENTS)
+
+    def compose() -> float:
+        started = time.perf_counter()
+        outbox.create_send(user, account, people, SUBJECT, BODY)
+        elapsed = time.perf_counter() - started
+        _forget_messages()
+        return elapsed
+
+    def bare_insert() -> float:
+        send = Send(
+            user_id=user.id,
+            account_id=account.id,
+            subject=SUBJECT,
+            body_text=BODY,
+            status="queued",
+            recipient_count=len(people),
+        )
+        db.session.add(send)
+        db.session.commit()
+        now = utcnow()
+        rows = [
+            {
+                "send_id": send.id,
+                "account_id": account.id,
+                "recipient_email": person.email,
+                "recipient_name": person.name,
+                "message_id_header": new_message_id(SMTP_USER),
+                "status": MessageStatus.PENDING,
+                "attempts": 0,
+                "due_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for person in people
+        ]
+        started = time.perf_counter()
+        db.session.execute(insert(Message.__table__), rows)
+        db.session.commit()
+        elapsed = time.perf_counter() - started
+        _forget_messages()
+        return elapsed
+
+    return {"compose": _fastest(compose), "insert": _fastest(bare_insert)}
+
+
+def _forget_messages() -> None:
+    db.session.execute(delete(Message))
+    db.session.execute(delete(Send))
+    db.session.commit()
+
+
+def compose_request(app: Flask, user: User) -> float | None:
+    """The whole compose request (parse, check, write, enqueue), when the view exists."""
+    if "compose.compose" not in app.view_functions:
+        return None
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = str(user.id)
+        session["_fresh"] = True
+    page = client.get("/compose").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    lines = "\n".join(f"Pérson {i} <person{i}@example.org>" for i in range(COMPOSE_RECIPIENTS))
+    started = time.perf_counter()
+    response = client.post(
+        "/compose",
+        data={"csrf_token": token, "recipients": lines, "subject": SUBJECT, "body": BODY},
+    )
+    elapsed = time.perf_counter() - started
+    if response.status_code != 302:
+        raise RuntimeError(f"compose answered {response.status_code}")
+    _forget_messages()
+    return elapsed
+
+
+def main() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="lm-bench-"))
+    redis_url = embedded_redis.ensure_running(folder / "redis", persist=False)
+    try:
+        with smtp_sink(folder) as port, database() as url:
+            keys = Fernet.generate_key().decode()
+            env = {
+                **os.environ,
+                "DATABASE_URL": url,
+                "REDIS_URL": redis_url,
+                "LAMPLIGHT_MAIL_KEYS": keys,
+                "SECRET_KEY": uuid.uuid4().hex,
+                "LAMPLIGHT_MAIL_INSTANCE": str(folder / "instance"),
+            }
+            os.environ["LAMPLIGHT_MAIL_INSTANCE"] = env["LAMPLIGHT_MAIL_INSTANCE"]
+            app = create_app(
+                {
+                    "SQLALCHEMY_DATABASE_URI": url,
+                    "REDIS_URL": redis_url,
+                    "FERNET_KEYS": [keys],
+                    "SECRET_KEY": env["SECRET_KEY"],
+                }
+            )
+            with app.app_context():
+                upgrade()
+                user, account = _setup(app, port)
+                ceiling = max(raw_smtplib(port, WORKER_MESSAGES) for _ in range(REPEATS))
+                drains = [worker_drain(app, env, user, account) for _ in range(REPEATS)]
+                drain = max(drains, key=lambda run: run["rate"])
+                compose = compose_vs_insert(app, user, account)
+                request = compose_request(app, user)
+                backend = db.engine.dialect.name
+                db.session.remove()
+                db.engine.dispose()
+    finally:
+        embedded_redis.stop(folder / "redis")
+        shutil.rmtree(folder, ignore_errors=True)
+
+    ratio_b = drain["rate"] / ceiling
+    ratio_c = compose["compose"] / compose["insert"]
+    print(f"database: {backend}")
+    print(f"(a) raw smtplib, one connection, pre-rendered: {ceiling:8.0f} msgs/s")
+    print(
+        f"(b) one worker draining {WORKER_MESSAGES:,} messages: {drain['rate']:8.0f} msgs/s "
+        f"(whole process incl. start-up: {drain['wall']:.1f} s)"
+    )
+    print(f"    b/a = {ratio_b:.2f}  (target >= 0.7)")
+    print(
+        f"(c) compose {COMPOSE_RECIPIENTS:,} recipients (create_send): "
+        f"{compose['compose'] * 1000:6.0f} ms; bare insert of the same rows: "
+        f"{compose['insert'] * 1000:6.0f} ms"
+    )
+    print(f"    c = {ratio_c:.2f}x the bare insert  (target <= 2)")
+    if request is not None:
+        print(f"    the whole POST /compose of {COMPOSE_RECIPIENTS:,} lines: {request:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
