@@ -59,14 +59,16 @@ def register_blueprints(app: Flask) -> None:
         admin_sends,
         audit,
         auth,
+        compose,
         dashboard,
         dev,
         log,
         ops,
+        sends,
         users,
     )
 
-    for module in (auth, users, accounts, dashboard, log, audit, ops, admin_sends):
+    for module in (auth, users, accounts, compose, sends, dashboard, log, audit, ops, admin_sends):
         app.register_blueprint(module.bp)
     if app.config["ENV_MODE"] != PRODUCTION:
         app.register_blueprint(dev.bp)

@@ -90,5 +90,7 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "SESSION_COOKIE_SECURE": mode == PRODUCTION,
         "REMEMBER_COOKIE_SECURE": mode == PRODUCTION,
         "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
+        # A compose of 10,000 pasted recipients is one large text field (Flask's default: 500 kB).
+        "MAX_FORM_MEMORY_SIZE": 4 * 1024 * 1024,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     }

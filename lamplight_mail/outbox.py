@@ -21,7 +21,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import func, insert, select, update
 
-from lamplight_mail import audit
+from lamplight_mail import audit, limits
 from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.messages import new_message_id
 from lamplight_mail.models import (
@@ -135,6 +135,19 @@ def _write_send(
         # Core, not the ORM's bulk insert: no identity bookkeeping for rows nobody will touch.
         db.session.execute(insert(Message.__table__), rows)
     return send
+
+
+def flag_reason(account: EmailAccount, recipient_count: int) -> str | None:
+    """Why a send should wait for an admin before it goes (limits.flag_reason), or None.
+
+    The allowance lives in Redis: when Redis cannot be reached the send is accepted unflagged,
+    as promised for a Redis outage, and the worker's limits still apply when it goes.
+    """
+    try:
+        return limits.flag_reason(account, recipient_count)
+    except redis.RedisError as error:
+        log.warning("could not check account %s's allowance: %s", account.id, error)
+        return None
 
 
 def release(send: Send, actor: User) -> None:
@@ -273,13 +286,15 @@ def sweep(*, force: bool = False) -> list[int]:
     ]
 
 
-def counts_by_status(send_id: int) -> dict[MessageStatus, int]:
-    """How many of the send's messages are in each state (every state present, zeros too)."""
-    rows = db.session.execute(
-        select(Message.status, func.count())
-        .where(Message.send_id == send_id)
-        .group_by(Message.status)
-    )
-    counts = dict.fromkeys(MessageStatus, 0)
-    counts.update({status: count for status, count in rows})
+def counts_by_send(send_ids: Sequence[int]) -> dict[int, dict[MessageStatus, int]]:
+    """For each send, how many of its messages are in each state (every state, zeros too)."""
+    counts = {send_id: dict.fromkeys(MessageStatus, 0) for send_id in send_ids}
+    if send_ids:
+        rows = db.session.execute(
+            select(Message.send_id, Message.status, func.count())
+            .where(Message.send_id.in_(send_ids))
+            .group_by(Message.send_id, Message.status)
+        )
+        for send_id, status, count in rows:
+            counts[send_id][status] = count
     return counts

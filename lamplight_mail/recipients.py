@@ -8,7 +8,6 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from email.utils import formataddr
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -17,6 +16,7 @@ MAX_RECIPIENTS = 50_000
 
 # `Name <addr>`: the last <...> on the line is the address, whatever the name holds.
 _NAMED = re.compile(r"(?P<name>.*?)\s*<(?P<address>[^<>]*)>")
+_SPECIALS = frozenset('"\\,;:<>@()[]')
 EMAIL_COLUMNS = ("email", "email address", "e-mail")
 NAME_COLUMNS = ("name", "full name")
 
@@ -27,8 +27,13 @@ class Recipient:
     name: str = ""
 
     def as_line(self) -> str:
-        """The recipient as a line the parser reads back (names with commas or quotes quoted)."""
-        return formataddr((self.name, self.email)) if self.name else self.email
+        """The recipient as a line read_lines reads back, e.g. `"Smith, Jo" <jo@example.org>`."""
+        if not self.name:
+            return self.email
+        name = self.name
+        if any(character in _SPECIALS for character in name):
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{name} <{self.email}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +165,12 @@ def _column(columns: list[str], names: Iterable[str]) -> int | None:
         if name in columns:
             return columns.index(name)
     return None
+
+
+def collect(text: str, upload: bytes | None = None, filename: str = "") -> RecipientList:
+    """The typed recipients, then the uploaded file's, merged into one list (UnreadableFile
+    when the file cannot be read)."""
+    result = read_lines(text)
+    if upload:
+        read_csv(upload, filename or "the file", result)
+    return result
