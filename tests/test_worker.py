@@ -10,7 +10,14 @@ from sqlalchemy import select
 
 from lamplight_mail import outbox
 from lamplight_mail.extensions import db
-from lamplight_mail.models import AccountDailyStats, Message, Send, SendStatus
+from lamplight_mail.models import (
+    AccountDailyStats,
+    AuthMethod,
+    Message,
+    Security,
+    Send,
+    SendStatus,
+)
 from lamplight_mail.recipients import Recipient
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
 from tests.outbox_support import (
@@ -19,6 +26,7 @@ from tests.outbox_support import (
     run_burst_worker,
     statuses,
 )
+from tests.smtp_servers import start_server
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +112,18 @@ def _inflate(value: bytes) -> bytes:
         return zlib.decompress(value)
     except zlib.error:
         return b""
+
+
+def test_a_plain_local_relay_without_tls_or_login_works_too(ctx, worker_env):
+    """Like the development catcher `make run` starts: SSL type none, authentication none."""
+    relay = start_server(mode="plain")
+    try:
+        account = make_account(relay, password=None, security=Security.NONE)
+        account.auth_method = AuthMethod.NONE
+        db.session.commit()
+        send = outbox.create_send(make_user(), account, [Recipient("amy@example.org")], "Hi", BODY)
+        run_burst_worker(worker_env)
+        assert relay.recorder.recipients() == ["amy@example.org"]
+        assert statuses(send.id) == {"sent": 1}
+    finally:
+        relay.stop()
