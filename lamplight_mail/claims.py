@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import Connection, bindparam, exists, select, update
 
-from lamplight_mail import rollups
+from lamplight_mail import monitoring, rollups
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Message, MessageStatus, Send, SendStatus, utcnow
 from lamplight_mail.outbox import ACTIVE_SEND_STATUSES, OPEN_STATUSES
@@ -55,6 +55,7 @@ class Outcome:
     answer: str  # the server's own answer, or what went wrong
     code: int | None = None
     due_at: datetime | None = None  # DEFERRED: when it may be tried again
+    seconds: float | None = None  # how long the SMTP exchange took, when the server answered
 
 
 def _ours(*statuses: MessageStatus):
@@ -298,8 +299,9 @@ class Lease:
 
 
 class Recorder:
-    """Records outcomes on a thread of its own (with its own connection), one at a time, so a
-    message's mark is written while the next message's envelope is on the wire.
+    """Records outcomes (and the SMTP latency for /metrics) on a thread of its own, with its own
+    connection, one at a time, so a message's mark is written while the next message's envelope
+    is on the wire.
 
     `wait()` before the next message's content goes: then no message can be accepted by the
     server before the one ahead of it is marked, and a worker killed at any moment leaves at most
@@ -307,20 +309,25 @@ class Recorder:
     """
 
     def __init__(self, account_id: int, owner: str, seconds: float) -> None:
-        app = current_app._get_current_object()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"recorder-{account_id}")
+        self._executor = ThreadPoolExecutor(
+            1,
+            thread_name_prefix=f"recorder-{account_id}",
+            # The thread works in the app's context for as long as it lives.
+            initializer=current_app._get_current_object().app_context().push,
+        )
         self._pending: Future[bool] | None = None
-
-        def open_lease() -> Lease:
-            # Made on the recorder's thread: a SQLite connection stays with its thread.
-            with app.app_context():
-                return Lease(account_id, owner, seconds)
-
-        self._lease = self._executor.submit(open_lease).result()
+        # Made on the recorder's thread: a SQLite connection stays with its thread.
+        self._lease = self._executor.submit(Lease, account_id, owner, seconds).result()
 
     def record(self, message: Claimed, outcome: Outcome) -> None:
         self.wait()
-        self._pending = self._executor.submit(self._lease.record, message, outcome)
+        self._pending = self._executor.submit(self._record, message, outcome)
+
+    def _record(self, message: Claimed, outcome: Outcome) -> bool:
+        marked = self._lease.record(message, outcome)
+        if outcome.seconds is not None:
+            monitoring.observe_smtp_latency(outcome.seconds)
+        return marked
 
     def wait(self) -> None:
         """Until the last outcome is committed; raises what recording it raised."""

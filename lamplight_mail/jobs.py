@@ -15,6 +15,7 @@ import random
 import socket
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -193,17 +194,29 @@ class Delivery:
         except (HeaderInjection, UnicodeError) as error:
             return Outcome(MessageStatus.FAILED, f"The message could not be built: {error}")
         assert self.connection is not None
+        started, waited = time.monotonic(), 0.0
+
+        def previous_marked() -> None:
+            # The previous message is marked before this one can be accepted; the wait is ours,
+            # not the server's, so it is left out of the latency.
+            nonlocal waited
+            began = time.monotonic()
+            self.recorder.wait()
+            waited = time.monotonic() - began
+
         try:
             answer = self.connection.deliver(
                 self.from_email,
                 [message.recipient_email],
                 payload,
-                # The previous message is marked before this one can be accepted.
-                before_content=self.recorder.wait,
+                before_content=previous_marked,
             )
+            outcome = Outcome(MessageStatus.SENT, answer, 250)
         except smtp.SMTPFailure as failure:
-            return self._after_failure(message, failure)
-        return Outcome(MessageStatus.SENT, answer, 250)
+            outcome = self._after_failure(message, failure)
+            if outcome is None or failure.code is None:
+                return outcome  # paused, or the server never answered: nothing to time
+        return replace(outcome, seconds=time.monotonic() - started - waited)
 
     def _after_failure(self, message: Claimed, failure: smtp.SMTPFailure) -> Outcome | None:
         if failure.code is None or failure.code == 421:

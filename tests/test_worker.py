@@ -6,6 +6,7 @@ from __future__ import annotations
 import zlib
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from lamplight_mail import outbox
@@ -74,6 +75,18 @@ def test_each_recipient_gets_one_message_of_their_own(ctx, smtp_server, worker_e
     assert all(m.sent_at and m.last_response.startswith("250") for m in _messages(send.id))
     stats = db.session.scalars(select(AccountDailyStats)).one()
     assert (stats.account_id, stats.sent, stats.failed) == (account.id, 40, 0)
+    # Each exchange's latency reached /metrics, however many workers there are.
+    assert _scraped(ctx, "lamplight_mail_smtp_latency_seconds_count") == 40
+
+
+def _scraped(app, sample_name: str) -> float:
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    return next(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == sample_name
+    )
 
 
 def _text(part) -> str:
