@@ -1,0 +1,208 @@
+"""Browser fixtures: the app served by a real web server and a real worker in processes of their
+own, a local STARTTLS + AUTH SMTP server (tests/conftest.py), and Debian's Chromium driven by
+Playwright.
+
+Where Chromium (or Playwright) is missing the browser tests are skipped with the reason, except
+under CI (the CI environment variable set), where a skip would hide that they never ran: there
+they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import pytest
+
+from tests.outbox_support import PROJECT_ROOT, WorkerProcess
+from tests.smtp_servers import SMTPServer, free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# The width the screenshots in the README are taken at.
+VIEWPORT = {"width": 1280, "height": 800}
+# Generous: two cores shared with other engineers' test runs.
+ACTION_TIMEOUT_MS = 20_000
+STARTUP_SECONDS = 60.0
+# LAMPLIGHT_MAIL_SCREENSHOTS=1 refreshes the committed screenshots; otherwise they go to the
+# test's temporary folder, so a test run never leaves the work tree changed.
+SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if _in_ci():
+        pytest.fail(f"{reason}; CI must run the browser tests, so this is a failure", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        _unavailable(f"no Chromium at {CHROMIUM} (on Debian: apt-get install chromium)")
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed (pip install -e '.[dev]')")
+    expect.set_options(timeout=ACTION_TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator:
+    # Lets fixtures tell whether the test failed, to keep what the browser showed and what the
+    # processes logged at that moment.
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    return request.node.stash.get(_FAILED, False)
+
+
+@pytest.fixture
+def page(
+    chromium: Browser, live_app: LiveApp, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Page]:
+    """A fresh browser profile (no cookies) on the live app, so `page.goto("/login")` works;
+    on failure its last page is kept next to the processes' logs."""
+    context = chromium.new_context(
+        base_url=live_app.url, viewport=VIEWPORT, accept_downloads=True, locale="en-GB"
+    )
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    tab = context.new_page()
+    yield tab
+    if _failed(request):
+        tab.screenshot(path=tmp_path / "failure.png", full_page=True)
+        (tmp_path / "failure.html").write_text(tab.content())
+        print(f"The browser's last page: {tmp_path / 'failure.png'} ({tab.url})")
+    context.close()
+
+
+@pytest.fixture
+def screenshot(tmp_path: Path):
+    """screenshot(page, name): the whole page at 1280 wide, saved as <name>.png in the test's
+    folder, or in docs/screenshots when LAMPLIGHT_MAIL_SCREENSHOTS is set."""
+    folder = SCREENSHOTS if os.environ.get("LAMPLIGHT_MAIL_SCREENSHOTS") else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(tab: Page, name: str) -> Path:
+        path = folder / f"{name}.png"
+        tab.screenshot(path=path, full_page=True, animations="disabled", caret="hide")
+        return path
+
+    return take
+
+
+# --- The app, served for real --------------------------------------------------------------
+
+
+class WebProcess(WorkerProcess):
+    """`flask run` on 127.0.0.1 with a worker's lifecycle (its own process group, its output in
+    a log file, stopped with SIGTERM, then SIGKILL), only started with another command."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "flask", "--app", "app", "run"),
+                *("--host", "127.0.0.1", "--port", str(self.port)),
+                *("--no-reload", "--no-debugger"),
+            ],
+            env={**env, "FLASK_DEBUG": "0"},
+            cwd=PROJECT_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _health(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:
+            return json.load(response)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return None  # not listening yet, or 503 while something is still starting
+
+
+class LiveApp:
+    """The running app: its address, and the SMTP server its accounts point at."""
+
+    def __init__(self, web: WebProcess, worker: WorkerProcess, smtp: SMTPServer) -> None:
+        self.web = web
+        self.worker = worker
+        self.smtp = smtp
+        self.url = web.url
+
+    def wait_until_ready(self) -> None:
+        """Until /healthz says the database and Redis answer and the worker has registered."""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            for name, process in (("web", self.web), ("worker", self.worker)):
+                if process.process.poll() is not None:
+                    raise AssertionError(f"the {name} process exited:\n{self.logs()}")
+            health = _health(self.url)
+            if health and health.get("workers", 0) >= 1:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the app was not ready in {STARTUP_SECONDS:.0f} s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return f"--- web\n{self.web.output()}\n--- worker\n{self.worker.output()}"
+
+
+@pytest.fixture
+def live_app(
+    worker_env: dict[str, str],
+    trusted_ca: Path,
+    smtp_server: SMTPServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[LiveApp]:
+    """Web server and worker on the test's database and Redis, trusting the test CA."""
+    env = {**worker_env, "SSL_CERT_FILE": str(trusted_ca)}
+    web = WebProcess(env, tmp_path / "web.log")
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    app = LiveApp(web, worker, smtp_server)
+    try:
+        app.wait_until_ready()
+        yield app
+        if _failed(request):
+            print(app.logs())
+    finally:
+        worker.stop()
+        web.stop()
