@@ -155,3 +155,15 @@ def test_the_only_admin_cannot_demote_themselves(auth, browser):
     )
     assert response.status_code == 200
     assert "only admin" in response.get_data(as_text=True)
+
+
+def test_valid_fields_are_not_announced_as_invalid(browser):
+    page = browser.get("/setup").get_data(as_text=True)
+    assert "aria-invalid" not in page
+    assert '"None"' not in page
+    response = browser.post(
+        "/setup", {"email": "bad", "name": "Ada", "password": PASSWORD, "confirm": PASSWORD}
+    )
+    page = response.get_data(as_text=True)
+    assert 'aria-invalid="true"' in page
+    assert 'aria-describedby="email-error"' in page
