@@ -5,6 +5,12 @@ connects once (STARTTLS or TLS, AUTH), sends each message on that connection and
 outcome right after the server answers, then claims the next batch, until nothing is due or the
 job has had its share of the worker. Up to the account's connection cap of these jobs run at
 once, across every worker.
+
+Every message asks the limiter (limits.py) right before it goes. A refusal gives the rest of the
+batch back, deferred to the moment the limiter names, without counting an attempt, and schedules
+a job for that moment: no worker waits on an account that may not send, and other accounts'
+mail goes on. Without Redis nothing is sent at all, since unmetered mail could overrun the
+account's limit; the sweep picks the mail up again once Redis is back.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 
+import redis
 from flask import current_app
 
 from lamplight_mail import accounts, crypto, limits, outbox, smtp
@@ -32,6 +39,10 @@ from lamplight_mail.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 
+# An account whose whole allowance is kept in reserve (or zero) can send nothing: look again
+# after this long, in case an admin raised its limit.
+NO_ALLOWANCE_RETRY = timedelta(hours=1)
+
 
 def deliver(account_id: int) -> None:
     """The RQ job: deliver what is due for the account, then hand over to a fresh job if time
@@ -41,6 +52,10 @@ def deliver(account_id: int) -> None:
         account = db.session.get(EmailAccount, account_id)
         if account is None or account.paused_at is not None:
             return
+        # The job's own copy of the account's settings and limits (changes apply from the next
+        # job): the session's commits must not expire it, or reading it again would hold a
+        # transaction open while SMTP talks.
+        db.session.expunge(account)
         delivery = Delivery.prepare(account)
         if delivery is None:
             return
@@ -70,6 +85,7 @@ class Delivery:
 
     def __init__(self, account: EmailAccount, settings: smtp.ConnectionSettings) -> None:
         config = current_app.config
+        self.account = account
         self.account_id = account.id
         self.from_email = account.from_email
         self.from_name = account.from_name
@@ -85,6 +101,8 @@ class Delivery:
         self.sends: set[int] = set()
         self.stopped = False  # the account was paused, or its server cannot be reached
         self.pause_answer = ""
+        self.reservation: limits.Reservation | None = None  # what the message on the wire counts
+        self.held_until: datetime | None = None  # the provider asked us to wait until then
 
     @classmethod
     def prepare(cls, account: EmailAccount) -> Delivery | None:
@@ -137,40 +155,92 @@ class Delivery:
             if message.id not in held:
                 continue
             rest = partial(_still_held, batch, index, held)
-            if self.lease.due_for_check:
-                held &= self.lease.renew(m.id for m in rest())
-                if not slot.renew():
-                    self.stopped = True  # the slot lapsed: another connection has it
-                if message.id not in held:
-                    continue
-            if self.stopped or self.out_of_time:
+            try:
+                if self.lease.due_for_check:
+                    held &= self.lease.renew(m.id for m in rest())
+                    if not slot.renew():
+                        self.stopped = True  # the slot lapsed: another connection has it
+                    if message.id not in held:
+                        continue
+                if self.stopped or self.out_of_time:
+                    self.lease.give_back(rest())
+                    return
+                refusal = self._may_send()
+            except redis.RedisError as error:
+                log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)
+                self.stopped = True
                 self.lease.give_back(rest())
                 return
-            not_before = self._may_send(message)
-            if not_before is not None:
-                self.lease.give_back(rest(), status=MessageStatus.DEFERRED, due_at=not_before)
+            if refusal is not None:
+                self._defer(rest(), *refusal)
                 return
             if self.connection is None and not self._connect(rest()):
                 return
             outcome = self._attempt(message)
-            if outcome is None:  # the account was paused by this answer
+            if outcome is None:  # the account was paused or held by this answer
                 self._hold(rest())
                 return
             self.recorder.record(message, outcome)
 
-    def _may_send(self, message: Claimed) -> datetime | None:
-        """The one place a delivery asks "may this message go now?": None for yes, else the
-        moment to ask again. The account's connections are capped by the limiter's slot (see
-        deliver); per-message pacing (limits.acquire, and limits.refund when the server does
-        not accept the message) is wired in here."""
-        return None
+    def _may_send(self) -> tuple[datetime, str] | None:
+        """The one place a delivery asks "may this message go now?": None for yes (with the
+        message's place in the account's windows reserved), else the moment to ask again and
+        why. The account's connections are capped by the limiter's slot (see deliver)."""
+        decision = limits.acquire(self.account)
+        self.reservation = decision.reservation
+        if decision.allowed:
+            return None
+        if decision.not_before is None:  # TOO_MANY_RECIPIENTS: no moment would do
+            return decision.now + NO_ALLOWANCE_RETRY, "The account's daily limit leaves no room."
+        return decision.not_before, _WAITING_FOR[decision.refusal]
+
+    def _refund(self) -> None:
+        """Give back the room counted for the message that did not go."""
+        reservation, self.reservation = self.reservation, None
+        if reservation is None:
+            return
+        try:
+            limits.refund(reservation)
+        except redis.RedisError as error:
+            # Counting too much errs on the safe side.
+            log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)
+
+    def _defer(self, rest: list[Claimed], due_at: datetime, why: str) -> None:
+        """Give the untried messages back, due at `due_at` with no attempt counted, and have a
+        job start then."""
+        self.lease.give_back(rest, status=MessageStatus.DEFERRED, due_at=due_at, answer=why)
+        try:
+            outbox.schedule_delivery(self.account_id, due_at)
+        except redis.RedisError as error:
+            log.warning("account %s: no wake-up scheduled: %s", self.account_id, error)
+
+    def _not_accepted(self, failure: smtp.SMTPFailure) -> bool:
+        """The server did not take the message on the wire: give back what it counted, and
+        when the answer says the provider's own quota or rate was reached, hold the account.
+        True when held (the message and the rest then wait, no attempt counted)."""
+        if failure.kind == AnswerKind.UNKNOWN:
+            self.reservation = None  # the message may have gone: it stays counted
+        else:
+            self._refund()
+        try:
+            self.held_until = limits.hold_for_answer(self.account, failure.code, failure.answer)
+        except redis.RedisError as error:
+            # Then a quota answer pauses the account instead.
+            log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)
+        if self.held_until is None:
+            return False
+        self.pause_answer = _answer(failure)
+        self.stopped = True
+        return True
 
     def _connect(self, rest: list[Claimed]) -> bool:
         try:
             self.connection = smtp.connect(self.settings)
         except smtp.SMTPFailure as failure:
             log.warning("account %s: cannot connect: %s", self.account_id, failure)
-            if failure.kind == AnswerKind.PAUSE_ACCOUNT:
+            if self._not_accepted(failure):
+                self._hold(rest)
+            elif failure.kind == AnswerKind.PAUSE_ACCOUNT:
                 self._pause(failure)
                 self._hold(rest)
             else:
@@ -185,14 +255,14 @@ class Delivery:
     def _attempt(self, message: Claimed) -> Outcome | None:
         """Send one message on the open connection; None when the answer paused the account."""
         template = self._template(message.send_id)
-        if isinstance(template, str):
-            return Outcome(MessageStatus.FAILED, f"The message could not be built: {template}")
         try:
+            if isinstance(template, str):
+                return self._unbuildable(template)
             payload = template.render(
                 message.recipient_email, message.recipient_name, message.message_id_header
             )
         except (HeaderInjection, UnicodeError) as error:
-            return Outcome(MessageStatus.FAILED, f"The message could not be built: {error}")
+            return self._unbuildable(str(error))
         assert self.connection is not None
         started, waited = time.monotonic(), 0.0
 
@@ -218,10 +288,16 @@ class Delivery:
                 return outcome  # paused, or the server never answered: nothing to time
         return replace(outcome, seconds=time.monotonic() - started - waited)
 
+    def _unbuildable(self, why: str) -> Outcome:
+        self._refund()  # it never went
+        return Outcome(MessageStatus.FAILED, f"The message could not be built: {why}")
+
     def _after_failure(self, message: Claimed, failure: smtp.SMTPFailure) -> Outcome | None:
         if failure.code is None or failure.code == 421:
             # The connection is gone (or the server is closing it): reconnect for the next one.
             self._disconnect()
+        if self._not_accepted(failure):
+            return None
         if failure.kind == AnswerKind.PAUSE_ACCOUNT:
             self._pause(failure)
             return None
@@ -252,7 +328,11 @@ class Delivery:
         self.stopped = True
 
     def _hold(self, rest: list[Claimed]) -> None:
-        """Keep the paused account's messages, untried, until an admin resumes it."""
+        """Keep the messages untried: until the provider's hold ends, or until an admin resumes
+        the paused account."""
+        if self.held_until is not None:
+            self._defer(rest, self.held_until, f"Waiting, as the server asked: {self.pause_answer}")
+            return
         self.lease.give_back(
             rest,
             status=MessageStatus.DEFERRED,
@@ -281,6 +361,14 @@ class Delivery:
         if self.connection is not None:
             self.connection.close()
             self.connection = None
+
+
+_WAITING_FOR = {
+    limits.Refusal.DAILY: "Waiting for room in the account's daily limit.",
+    limits.Refusal.MINUTE: "Paced to the account's messages per minute.",
+    limits.Refusal.HELD: "Waiting: the provider asked for a pause in sending.",
+    limits.Refusal.REBUILDING: "Waiting for the sending limits to be restored.",
+}
 
 
 def _pause(account_id: int, reason: str, advice: str | None) -> None:

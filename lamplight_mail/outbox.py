@@ -9,9 +9,10 @@ it to Redis), so mail is never lost to a Redis outage.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import redis
@@ -51,6 +52,8 @@ ACTIVE_SEND_STATUSES = (SendStatus.QUEUED, SendStatus.SENDING)
 # queues one wake-up, not ten. It expires, so a marker whose job vanished cannot block forever.
 WAITING_JOB_KEY = "lamplight:delivery:waiting:{account_id}"
 WAITING_JOB_TTL_SECONDS = 600
+# The moment (unix seconds) of the account's next scheduled wake-up, expiring just after it.
+WAKE_UP_KEY = "lamplight:delivery:wake:{account_id}"
 SWEEP_LOCK_KEY = "lamplight:delivery:sweep"
 WAITING_STATES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 
@@ -220,21 +223,44 @@ def enqueue_delivery(account_id: int, *, verify: bool = False) -> bool:
         job_id = f"deliver-{account_id}-{uuid.uuid4().hex}"
         if not connection.set(key, job_id, nx=True, ex=WAITING_JOB_TTL_SECONDS):
             return True  # a job is already waiting; it will find the new messages
-        config = current_app.config
-        mail_queue().enqueue(
-            DELIVER_JOB,
-            account_id,
-            job_id=job_id,
-            # The job stops claiming after MAIL_JOB_SECONDS; the margin covers the last batch.
-            job_timeout=int(config["MAIL_JOB_SECONDS"] + config["MAIL_LEASE_SECONDS"] * 4),
-            result_ttl=0,
-            failure_ttl=7 * 24 * 3600,
-            description=f"deliver mail for account {account_id}",
-        )
+        mail_queue().enqueue(DELIVER_JOB, account_id, job_id=job_id, **_job_options(account_id))
     except redis.RedisError as error:
         log.warning("could not enqueue delivery for account %s: %s", account_id, error)
         return False
     return True
+
+
+def schedule_delivery(account_id: int, moment: datetime) -> None:
+    """Have a delivery job start for the account at `moment` (naive UTC), when its deferred
+    mail falls due, through RQ's scheduler: no worker sleeps on it. One wake-up per account and
+    moment: the many refusals of one busy account schedule one job, not one each. Raises
+    redis.RedisError (the sweep finds the mail anyway once it is due)."""
+    connection = get_redis()
+    # RQ's scheduler keeps whole seconds; rounding up means the job never starts early.
+    at = math.ceil(moment.replace(tzinfo=UTC).timestamp())
+    key = WAKE_UP_KEY.format(account_id=account_id)
+    scheduled = connection.get(key)
+    if scheduled is not None and int(scheduled) <= at:
+        return  # an earlier (or this) wake-up is coming: it finds this mail due too
+    connection.set(key, at, exat=at + 1)
+    mail_queue().enqueue_at(
+        datetime.fromtimestamp(at, UTC),
+        DELIVER_JOB,
+        account_id,
+        job_id=f"deliver-{account_id}-at-{at}",
+        **_job_options(account_id),
+    )
+
+
+def _job_options(account_id: int) -> dict:
+    config = current_app.config
+    return {
+        # The job stops claiming after MAIL_JOB_SECONDS; the margin covers the last batch.
+        "job_timeout": int(config["MAIL_JOB_SECONDS"] + config["MAIL_LEASE_SECONDS"] * 4),
+        "result_ttl": 0,
+        "failure_ttl": 7 * 24 * 3600,
+        "description": f"deliver mail for account {account_id}",
+    }
 
 
 def delivery_started(account_id: int) -> None:

@@ -168,9 +168,9 @@ def test_a_wrong_password_pauses_the_account_and_holds_its_mail_until_resumed(
     assert statuses(send.id) == {"sent": 2}
 
 
-def test_a_quota_answer_pauses_the_account_instead_of_failing_the_rest(
-    ctx, smtp_server, worker_env
-):
+def test_a_quota_answer_holds_the_account_instead_of_failing_the_rest(ctx, smtp_server, worker_env):
+    """Microsoft's daily quota: the account waits (tests/test_worker_limits.py has until when),
+    its mail untried; no admin needs to resume it."""
     smtp_server.recorder.reply_for(
         "amy@example.org",
         "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
@@ -181,8 +181,10 @@ def test_a_quota_answer_pauses_the_account_instead_of_failing_the_rest(
     run_burst_worker(worker_env)
 
     db.session.rollback()
-    assert db.session.get(EmailAccount, account.id).paused_at is not None
+    assert db.session.get(EmailAccount, account.id).paused_at is None
     assert statuses(send.id) == {"deferred": 3}
+    for address in ("amy@example.org", "bo@example.org", "cy@example.org"):
+        assert _message(send, address).attempts == 0
     assert smtp_server.recorder.recipients() == []
 
 
