@@ -56,6 +56,9 @@ def deliver(account_id: int) -> None:
         # job): the session's commits must not expire it, or reading it again would hold a
         # transaction open while SMTP talks.
         db.session.expunge(account)
+        # After a Redis loss the limiter rebuilds its windows from the sent log, counting every
+        # claimed message as possibly on the wire: rebuilt now, before this job claims any.
+        limits.ensure_windows(account_id)
         delivery = Delivery.prepare(account)
         if delivery is None:
             return

@@ -52,7 +52,7 @@ ACTIVE_SEND_STATUSES = (SendStatus.QUEUED, SendStatus.SENDING)
 # queues one wake-up, not ten. It expires, so a marker whose job vanished cannot block forever.
 WAITING_JOB_KEY = "lamplight:delivery:waiting:{account_id}"
 WAITING_JOB_TTL_SECONDS = 600
-# The moment (unix seconds) of the account's next scheduled wake-up, expiring just after it.
+# The moment (unix seconds) of the account's next scheduled wake-up, expiring then.
 WAKE_UP_KEY = "lamplight:delivery:wake:{account_id}"
 SWEEP_LOCK_KEY = "lamplight:delivery:sweep"
 WAITING_STATES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
@@ -242,7 +242,8 @@ def schedule_delivery(account_id: int, moment: datetime) -> None:
     scheduled = connection.get(key)
     if scheduled is not None and int(scheduled) <= at:
         return  # an earlier (or this) wake-up is coming: it finds this mail due too
-    connection.set(key, at, exat=at + 1)
+    # Gone once due: the job then running may need the next wake-up, a few seconds on.
+    connection.set(key, at, exat=at)
     mail_queue().enqueue_at(
         datetime.fromtimestamp(at, UTC),
         DELIVER_JOB,
