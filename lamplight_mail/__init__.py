@@ -42,12 +42,20 @@ def register_logging(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from lamplight_mail import models  # noqa: F401  (tables must be known to Flask-Migrate)
     from lamplight_mail.auth import init_login
-    from lamplight_mail.extensions import csrf, db, init_redis, migrate
+    from lamplight_mail.extensions import (
+        begin_form_writes_immediately,
+        csrf,
+        db,
+        init_redis,
+        migrate,
+    )
 
     db.init_app(app)
     # Batch mode lets Alembic alter tables on SQLite, which has no ALTER COLUMN.
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
+    # Before the login check, whose user lookup would otherwise begin a deferred transaction.
+    app.before_request(begin_form_writes_immediately)
     init_login(app)
     init_redis(app)
 

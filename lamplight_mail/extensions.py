@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import redis
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -54,6 +54,20 @@ def _sqlite_begin(connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         connection.exec_driver_sql("BEGIN")
+
+
+def begin_form_writes_immediately() -> None:
+    """On SQLite, a request that may write starts its transaction with the write lock.
+
+    A deferred transaction that reads and then writes fails at once with "database is locked"
+    when another process (a worker recording outcomes) committed in between: SQLite cannot turn
+    an outdated read snapshot into a write, and the busy timeout does not apply. Taking the
+    lock first makes the request wait its turn instead. Reads (GET) stay deferred so pages never
+    queue behind workers; WAL lets them read while a worker writes.
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS") or db.engine.dialect.name != "sqlite":
+        return
+    db.session.connection(execution_options={"sqlite_immediate": True})
 
 
 def init_redis(app: Flask) -> None:
