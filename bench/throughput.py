@@ -7,12 +7,14 @@ its own process, like a real server would be) and measures:
     messages;
 (b) one worker process (`python worker.py --burst`) draining 5,000 queued messages for one
     account, with the account's limits set high enough not to bind;
+(d) the same drain with the limiter's per-message calls taken out (bench.unmetered_worker): the
+    limiter's cost is the ratio b/d (target >= 0.9);
 (c) composing 10,000 recipients (outbox.create_send: the send, 10,000 message rows with their
     Message-IDs, commit, enqueue) against a bare bulk insert of the same rows, and the whole
     compose request through the web app for reference.
 
-It prints messages per second and the ratios b/a (target >= 0.7) and c (target <= 2); each
-figure is the best of three runs.
+It prints messages per second and the ratios b/a (target >= 0.7), b/d (target >= 0.9) and c
+(target <= 2); each figure is the best of three runs.
 The database is a fresh SQLite file, or a fresh PostgreSQL database when BENCH_DATABASE_URL
 names a server (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres).
 """
@@ -211,12 +213,23 @@ def _setup(app: Flask, port: int) -> tuple[User, EmailAccount]:
     return user, account
 
 
-def worker_drain(app: Flask, env: dict[str, str], user: User, account: EmailAccount) -> dict:
-    """(b) One worker process draining WORKER_MESSAGES queued messages for one account."""
+WORKER = [sys.executable, str(PROJECT_ROOT / "worker.py"), "--burst"]
+UNMETERED_WORKER = [sys.executable, "-m", "bench.unmetered_worker", "--burst"]
+
+
+def worker_drain(
+    app: Flask,
+    env: dict[str, str],
+    user: User,
+    account: EmailAccount,
+    command: list[str] = WORKER,
+) -> dict:
+    """(b) One worker process draining WORKER_MESSAGES queued messages for one account (d: run
+    as `command`)."""
     send = outbox.create_send(user, account, _people(WORKER_MESSAGES), SUBJECT, BODY)
     started = time.perf_counter()
     worker = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "worker.py"), "--burst"],
+        command,
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -350,12 +363,16 @@ def main() -> None:
                 upgrade()
                 user, account = _setup(app, port)
                 # Interleaved, so that load from elsewhere weighs on both alike.
-                ceilings, drains = [], []
+                ceilings, drains, unmetered = [], [], []
                 for _ in range(REPEATS):
                     ceilings.append(raw_smtplib(port, WORKER_MESSAGES))
                     drains.append(worker_drain(app, env, user, account))
+                    unmetered.append(
+                        worker_drain(app, env, user, account, command=UNMETERED_WORKER)
+                    )
                 ceiling = max(ceilings)
                 drain = max(drains, key=lambda run: run["rate"])
+                off = max(unmetered, key=lambda run: run["rate"])
                 compose = compose_vs_insert(app, user, account)
                 request = compose_request(app, user)
                 backend = db.engine.dialect.name
@@ -374,6 +391,11 @@ def main() -> None:
         f"(whole process incl. start-up: {drain['wall']:.1f} s)"
     )
     print(f"    b/a = {ratio_b:.2f}  (target >= 0.7)")
+    print(f"(d) the same drain, limiter's per-message calls taken out: {off['rate']:8.0f} msgs/s")
+    print(
+        f"    b/d = {drain['rate'] / off['rate']:.2f}  (limits on but not binding vs off: "
+        "target >= 0.9)"
+    )
     print(
         f"(c) compose {COMPOSE_RECIPIENTS:,} recipients (create_send): "
         f"{compose['compose'] * 1000:6.0f} ms; bare insert of the same rows: "
