@@ -9,7 +9,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -153,6 +153,23 @@ def app(app_config: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def make_app(app_config: dict) -> Iterator[Callable[[dict], Flask]]:
+    """Another app on the test's database (other keys, another Redis...), disposed before the
+    database is dropped so no pooled connection outlives it."""
+    made: list[Flask] = []
+
+    def make(config: dict) -> Flask:
+        made.append(create_app(config))
+        return made[-1]
+
+    yield make
+    for other in made:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 @pytest.fixture

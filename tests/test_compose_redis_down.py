@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lamplight_mail import create_app, embedded_redis
+from lamplight_mail import embedded_redis
 from lamplight_mail.extensions import db
 from lamplight_mail.models import User
 from tests.conftest import AuthActions, Browser
@@ -30,11 +30,11 @@ def own_redis() -> Iterator[tuple[str, str]]:
 
 
 def test_mail_composed_while_redis_is_down_is_delivered_once_it_is_back(
-    app_config, own_redis, smtp_server, worker_env, tmp_path, monkeypatch
+    app_config, make_app, own_redis, smtp_server, worker_env, tmp_path, monkeypatch
 ):
     folder, url = own_redis
     monkeypatch.setenv("LAMPLIGHT_MAIL_INSTANCE", str(tmp_path / "instance"))
-    app = create_app({**app_config, "REDIS_URL": url})
+    app = make_app({**app_config, "REDIS_URL": url})
     browser = Browser(app.test_client())
     user_id = AuthActions(app, browser).login_operator()
     with app.app_context():

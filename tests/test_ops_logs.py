@@ -36,8 +36,8 @@ def _log_everything_careless(app) -> None:
 
 
 @pytest.fixture
-def production_app(app_config):
-    return create_app({**app_config, "ENV_MODE": "production"})
+def production_app(app_config, make_app):
+    return make_app({**app_config, "ENV_MODE": "production"})
 
 
 def test_production_logs_one_json_object_per_line_without_secrets(production_app, capsys):

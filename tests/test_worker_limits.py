@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from lamplight_mail import create_app, limits, outbox
+from lamplight_mail import limits, outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, Message, MessageStatus, Role, User
 from lamplight_mail.recipients import Recipient
@@ -242,7 +242,7 @@ def test_a_provider_quota_or_rate_answer_holds_the_account_and_fails_nothing(
 
 
 def test_dashboard_shows_what_the_server_received_in_the_window(
-    app, app_config, smtp_server, worker_env, tmp_path, monkeypatch
+    app, app_config, make_app, smtp_server, worker_env, tmp_path, monkeypatch
 ):
     browser = Browser(app.test_client())
     AuthActions(app, browser).login_admin()
@@ -260,7 +260,7 @@ def test_dashboard_shows_what_the_server_received_in_the_window(
     assert "Counted from the delivery log" not in card
 
     # Redis gone: the same figures from the sent log, and the page says where they come from.
-    offline = create_app({**app_config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    offline = make_app({**app_config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     browser = Browser(offline.test_client())
     AuthActions(offline, browser).login("admin@charity.example")
     page = browser.get("/dashboard")
