@@ -11,15 +11,24 @@ from flask import Flask
 from lamplight_mail.config import load_config
 from lamplight_mail.web import register_blueprints
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# templates/, static/ and migrations/ sit inside the package (links to the checkout's top-level
+# folders, copied in by `pip install .`), so an installed copy needs no checkout.
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+
+
+def _default_instance_path() -> Path:
+    """instance/ of the checkout when run from one; of the working directory when installed."""
+    in_checkout = (PROJECT_ROOT / "pyproject.toml").is_file()
+    return (PROJECT_ROOT if in_checkout else Path.cwd()) / "instance"
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(
         __name__,
-        instance_path=os.environ.get("LAMPLIGHT_MAIL_INSTANCE") or str(PROJECT_ROOT / "instance"),
-        template_folder=str(PROJECT_ROOT / "templates"),
-        static_folder=str(PROJECT_ROOT / "static"),
+        instance_path=os.environ.get("LAMPLIGHT_MAIL_INSTANCE") or str(_default_instance_path()),
+        template_folder=str(PACKAGE_DIR / "templates"),
+        static_folder=str(PACKAGE_DIR / "static"),
     )
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.from_mapping(load_config(app.instance_path))
@@ -53,7 +62,7 @@ def register_extensions(app: Flask) -> None:
 
     db.init_app(app)
     # Batch mode lets Alembic alter tables on SQLite, which has no ALTER COLUMN.
-    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    migrate.init_app(app, db, directory=str(PACKAGE_DIR / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     # Before the login check, whose user lookup would otherwise begin a deferred transaction.
     app.before_request(begin_form_writes_immediately)

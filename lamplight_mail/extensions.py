@@ -13,8 +13,6 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 
-from lamplight_mail.dev import embedded_redis
-
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -79,6 +77,8 @@ def redis_url(app: Flask | None = None) -> str:
     app = app or current_app
     url = app.config.get("REDIS_URL")
     if not url:
+        from lamplight_mail.dev import embedded_redis
+
         url = embedded_redis.ensure_running(Path(app.instance_path) / "redis")
         app.config["REDIS_URL"] = url
     return url

