@@ -71,12 +71,25 @@ def register_blueprints(app: Flask) -> None:
         dashboard,
         dev,
         log,
+        oauth,
         ops,
         sends,
         users,
     )
 
-    for module in (auth, users, accounts, compose, sends, dashboard, log, audit, ops, admin_sends):
+    for module in (
+        auth,
+        users,
+        accounts,
+        oauth,
+        compose,
+        sends,
+        dashboard,
+        log,
+        audit,
+        ops,
+        admin_sends,
+    ):
         app.register_blueprint(module.bp)
     if app.config["ENV_MODE"] != PRODUCTION:
         app.register_blueprint(dev.bp)
