@@ -214,6 +214,15 @@ class EmailAccount(db.Model):
         return self.is_oauth and self.oauth_grant == OAuthGrant.DELEGATED
 
     @property
+    def basic_auth_retiring(self) -> bool:
+        """An Office 365 account still signing in with a password: Microsoft switches that off
+        by default at the end of December 2026 (PROVIDERS.md)."""
+        return self.provider == "office365" and self.auth_method in (
+            AuthMethod.LOGIN,
+            AuthMethod.PLAIN,
+        )
+
+    @property
     def oauth_provider(self) -> str:
         """Whose identity platform signs this account in: Google for Gmail, else Microsoft."""
         return "google" if self.provider == "gmail" else "microsoft"

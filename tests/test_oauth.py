@@ -365,3 +365,108 @@ def test_an_invalid_client_secret_is_explained(app, admin, browser, authority):
         tokens.access_token(db.session.get(EmailAccount, account.id))
     assert failure.value.kind == ErrorKind.ADMIN_FIX
     assert "AADSTS7000215" in failure.value.answer and "Secret ID" in failure.value.hint
+
+
+def test_keys_rotate_covers_refresh_tokens_and_client_secrets(
+    app, app_config, admin, browser, authority, make_app
+):
+    from cryptography.fernet import Fernet
+
+    account_id = _signed_in_account(app, browser)
+    refresh = stored_refresh_token(app, account_id)
+    new_key = Fernet.generate_key().decode()
+    rotating = make_app({**app_config, "FERNET_KEYS": [new_key, *app_config["FERNET_KEYS"]]})
+    result = rotating.test_cli_runner().invoke(args=["keys", "rotate"])
+    assert result.exit_code == 0, result.output
+    assert "1 refresh token(s), 2 client secret(s)" in result.output
+
+    with make_app({**app_config, "FERNET_KEYS": [new_key]}).app_context():  # old key dropped
+        account = db.session.get(EmailAccount, account_id)
+        registration = db.session.scalar(select(OAuthRegistration))
+        assert crypto.decrypt(account.refresh_token_encrypted) == refresh
+        assert crypto.decrypt(registration.microsoft_client_secret_encrypted) == MS_CLIENT_SECRET
+        assert crypto.decrypt(registration.google_client_secret_encrypted) == GOOGLE_CLIENT_SECRET
+
+
+# --- Office 365 on a password: the notice and the one-click switch ---------------------------
+
+
+def test_office365_password_accounts_get_the_notice_and_switch_in_one_click(
+    app, auth, admin, browser, authority
+):
+    from tests.accounts_support import form_data
+
+    register_apps(browser)
+    browser.post("/admin/email/system", form_data(from_name="Riverside Food Bank"))
+    [before] = accounts_in_db(app)
+    settings = browser.get("/admin/communication-settings").get_data(as_text=True)
+    assert "off at the end of December 2026" in settings
+    assert f"Switch {before.from_email} to OAuth 2.0" in settings
+
+    response = browser.post(f"/admin/email/{before.id}/switch-to-oauth")
+    assert response.status_code == 302
+    [after] = accounts_in_db(app)
+    assert after.auth_method == "oauth2" and after.oauth_grant == "delegated"
+    assert after.transport == "smtp" and after.password_encrypted is None
+    for kept in (
+        "host",
+        "port",
+        "security",
+        "username",
+        "from_email",
+        "from_name",
+        "daily_limit",
+        "per_minute_limit",
+        "max_recipients",
+        "default_for_operators",
+    ):
+        assert getattr(after, kept) == getattr(before, kept), kept
+    page = browser.get(response.location).get_data(as_text=True)
+    assert "Waiting for sign-in" in page and "Sign in with Microsoft" in page
+    assert "Switch " not in page
+
+    sign_in(browser, f"/admin/email/{after.id}/connect")
+    assert accounts_in_db(app)[0].health.value == "ready"
+
+
+# --- a revoked grant pauses the account; signing in again resumes it ------------------------
+
+
+def test_a_paused_grant_offers_sign_in_again_to_admin_and_owner_and_signing_in_resumes(
+    app, auth, browser, authority
+):
+    from lamplight_mail.oauth import grants
+
+    auth.login_admin()
+    register_apps(browser)
+    operator_id = auth.create_user("olive@charity.example")
+    browser.post(
+        "/admin/email/operators/new",
+        oauth_form(
+            operator_id=str(operator_id),
+            from_email="olive@charity.example",
+            username="olive@charity.example",
+        ),
+    )
+    [account] = accounts_in_db(app)
+    sign_in(browser, f"/admin/email/{account.id}/connect")
+    authority.revoke()
+    with app.app_context():
+        row = db.session.get(EmailAccount, account.id)
+        with pytest.raises(tokens.TokenFailure) as failure:
+            tokens.access_token(row)
+        grants.pause_for(row, failure.value)
+        db.session.commit()
+
+    settings = browser.get("/admin/communication-settings").get_data(as_text=True)
+    assert "Paused" in settings and "AADSTS70008" in settings
+    assert "Sign in again with Microsoft" in settings
+    auth.logout()
+    auth.login("olive@charity.example")
+    mine = browser.get("/my/email").get_data(as_text=True)
+    assert "Sign in again with Microsoft" in mine and "An admin resumes" not in mine
+
+    sign_in(browser, "/my/email/connect")
+    [account] = accounts_in_db(app)
+    assert account.paused_at is None and account.health.value == "ready"
+    assert stored_refresh_token(app, account.id) in authority.refresh_tokens

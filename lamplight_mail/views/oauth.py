@@ -12,7 +12,7 @@ from lamplight_mail.auth import admin_required
 from lamplight_mail.extensions import db
 from lamplight_mail.forms.oauth import OAuthRegistrationForm
 from lamplight_mail.models import EmailAccount
-from lamplight_mail.oauth import registration, signin
+from lamplight_mail.oauth import grants, registration, signin
 
 bp = Blueprint("oauth", __name__)
 
@@ -42,12 +42,23 @@ def registrations() -> Response | str:
 @admin_required
 def connect(account_id: int) -> Response:
     account = accounts.live_account(account_id) or abort(404)
-    back = (
-        url_for("accounts.system")
-        if account.owner_id is None
-        else url_for("accounts.edit_operator", account_id=account.id)
-    )
-    return _start(account, back)
+    return _start(account, _account_page(account))
+
+
+@bp.post("/admin/email/<int:account_id>/switch-to-oauth")
+@admin_required
+def switch_to_oauth(account_id: int) -> Response:
+    """The Office 365 notice's one click: OAuth 2.0 instead of the password, all else kept."""
+    account = accounts.live_account(account_id) or abort(404)
+    if account.basic_auth_retiring:
+        grants.switch_to_oauth(account)
+        db.session.commit()
+        flash(
+            f"{account.label} now uses OAuth 2.0. Sign in to the mailbox to send again"
+            + (": the operator can do it under My email account." if account.owner else "."),
+            "success",
+        )
+    return redirect(_account_page(account))
 
 
 @bp.post("/my/email/connect")
@@ -85,6 +96,12 @@ def callback() -> Response:
     db.session.commit()
     flash(f"Signed in: {account.from_email} can send email now.", "success")
     return redirect(pending.return_to)
+
+
+def _account_page(account: EmailAccount) -> str:
+    if account.owner_id is None:
+        return url_for("accounts.system")
+    return url_for("accounts.edit_operator", account_id=account.id)
 
 
 def _start(account: EmailAccount, back: str) -> Response:
