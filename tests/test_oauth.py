@@ -3,6 +3,7 @@ delegated sign-in through the real redirect chain, and access tokens shared thro
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -470,3 +471,76 @@ def test_a_paused_grant_offers_sign_in_again_to_admin_and_owner_and_signing_in_r
     [account] = accounts_in_db(app)
     assert account.paused_at is None and account.health.value == "ready"
     assert stored_refresh_token(app, account.id) in authority.refresh_tokens
+
+
+# --- the secret-leak sweep ------------------------------------------------------------------
+
+
+def _everything_in_redis(redis_client) -> bytes:
+    import zlib
+
+    values: list[bytes] = []
+    for key in redis_client.scan_iter("*"):
+        kind = redis_client.type(key)
+        if kind == b"hash":
+            values.extend(redis_client.hgetall(key).values())
+        elif kind == b"string":
+            values.append(redis_client.get(key))
+        elif kind == b"list":
+            values.extend(redis_client.lrange(key, 0, -1))
+        values.append(key)
+    inflated = []
+    for value in values:
+        with contextlib.suppress(zlib.error):
+            inflated.append(zlib.decompress(value))
+    return b"\n".join(values + inflated)
+
+
+def test_no_token_or_client_secret_leaks_into_pages_database_redis_logs_or_audit(
+    app, auth, browser, authority, redis_client, capsys
+):
+    auth.login_admin()
+    register_apps(browser)
+    browser.post("/admin/email/system", oauth_form())
+    [account] = accounts_in_db(app)
+    started = browser.post(f"/admin/email/{account.id}/connect")
+    verifier_page = started.get_data(as_text=True)
+    sign_in(browser, f"/admin/email/{account.id}/connect")
+    with app.app_context():
+        access = tokens.access_token(db.session.get(EmailAccount, account.id))
+    authority.revoke()
+    with app.app_context():
+        from lamplight_mail.oauth import grants
+
+        tokens.forget(account.id)  # the cached token would serve until it expires
+        row = db.session.get(EmailAccount, account.id)
+        with pytest.raises(tokens.TokenFailure) as failure:
+            tokens.access_token(row)
+        grants.pause_for(row, failure.value)
+        db.session.commit()
+
+    secrets_seen = [MS_CLIENT_SECRET, GOOGLE_CLIENT_SECRET, access]
+    secrets_seen += [r["refresh_token"] for r in authority.grants("refresh_token")]
+    secrets_seen += [r["code_verifier"] for r in authority.grants("authorization_code")]
+    secrets_seen += [r["code"] for r in authority.grants("authorization_code")]
+    assert len(secrets_seen) >= 6
+
+    pages = verifier_page + "".join(
+        browser.get(path).get_data(as_text=True)
+        for path in (
+            "/admin/communication-settings",
+            "/admin/email/system",
+            "/admin/oauth",
+            "/admin/audit",
+            "/log",
+            "/dashboard",
+        )
+    )
+    stored = stored_text(app)
+    in_redis = _everything_in_redis(redis_client)
+    logs = capsys.readouterr()
+    for secret in secrets_seen:
+        assert secret not in pages
+        assert secret not in stored
+        assert secret.encode() not in in_redis
+        assert secret not in logs.out and secret not in logs.err
