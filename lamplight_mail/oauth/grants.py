@@ -4,7 +4,8 @@ in resumes it: see signin.complete). Callers commit."""
 
 from __future__ import annotations
 
-from lamplight_mail import accounts, audit
+from lamplight_mail import audit
+from lamplight_mail.accounts import health
 from lamplight_mail.models import AuthMethod, EmailAccount, OAuthGrant, Transport
 from lamplight_mail.oauth import tokens
 from lamplight_mail.oauth.providers import ErrorKind
@@ -44,4 +45,4 @@ def pause_for(account: EmailAccount, failure: tokens.TokenFailure) -> None:
     if failure.kind == ErrorKind.SIGN_IN_AGAIN and account.is_delegated:
         # The dead grant is dropped, so the account reads "sign in again" until someone does.
         account.refresh_token_encrypted = None
-    accounts.pause(account, failure.answer, failure.hint)
+    health.pause(account, failure.answer, failure.hint)

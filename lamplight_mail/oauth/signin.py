@@ -16,7 +16,8 @@ from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuthError
 from flask import current_app
 
-from lamplight_mail import accounts, audit, crypto
+from lamplight_mail import audit, crypto
+from lamplight_mail.accounts import health, resolution
 from lamplight_mail.extensions import get_redis
 from lamplight_mail.models import EmailAccount, User, utcnow
 from lamplight_mail.oauth import providers, registration, tokens
@@ -109,7 +110,7 @@ def complete(
     want of a sign-in. Raises SignInFailed."""
     if pending.user_id != user.id:
         raise SignInFailed("This sign-in was started by someone else.")
-    account = accounts.live_account(pending.account_id)
+    account = resolution.live_account(pending.account_id)
     if account is None or not account.is_delegated:
         raise SignInFailed("The account no longer signs in with OAuth 2.0.")
     provider = account.oauth_provider
@@ -156,5 +157,5 @@ def complete(
         f"Signed in with {registration.PROVIDER_NAMES[provider]} for {account.label}",
         {"provider": provider, "token": True},
     )
-    accounts.resume(account)  # mail held for a sign-in goes out again
+    health.resume(account)  # mail held for a sign-in goes out again
     return account

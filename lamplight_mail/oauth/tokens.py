@@ -25,11 +25,11 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from lamplight_mail import crypto
+from lamplight_mail.delivery.transactions import write_transaction
 from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.models import EmailAccount, OAuthGrant
 from lamplight_mail.oauth import providers, registration
 from lamplight_mail.oauth.providers import ErrorKind
-from lamplight_mail.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 
