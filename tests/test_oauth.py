@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from lamplight_mail import crypto
+from lamplight_mail.accounts import health
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuditEvent, EmailAccount, OAuthRegistration
 from lamplight_mail.oauth import tokens
@@ -436,8 +437,6 @@ def test_office365_password_accounts_get_the_notice_and_switch_in_one_click(
 def test_a_paused_grant_offers_sign_in_again_to_admin_and_owner_and_signing_in_resumes(
     app, auth, browser, authority
 ):
-    from lamplight_mail.oauth import grants
-
     auth.login_admin()
     register_apps(browser)
     operator_id = auth.create_user("olive@charity.example")
@@ -456,7 +455,7 @@ def test_a_paused_grant_offers_sign_in_again_to_admin_and_owner_and_signing_in_r
         row = db.session.get(EmailAccount, account.id)
         with pytest.raises(tokens.TokenFailure) as failure:
             tokens.access_token(row)
-        grants.pause_for(row, failure.value)
+        health.pause(row, failure.value.answer, failure.value.hint)  # as the job does
         db.session.commit()
 
     settings = browser.get("/admin/communication-settings").get_data(as_text=True)
@@ -510,13 +509,11 @@ def test_no_token_or_client_secret_leaks_into_pages_database_redis_logs_or_audit
         access = tokens.access_token(db.session.get(EmailAccount, account.id))
     authority.revoke()
     with app.app_context():
-        from lamplight_mail.oauth import grants
-
         tokens.forget(account.id)  # the cached token would serve until it expires
         row = db.session.get(EmailAccount, account.id)
         with pytest.raises(tokens.TokenFailure) as failure:
             tokens.access_token(row)
-        grants.pause_for(row, failure.value)
+        health.pause(row, failure.value.answer, failure.value.hint)  # as the job does
         db.session.commit()
 
     secrets_seen = [MS_CLIENT_SECRET, GOOGLE_CLIENT_SECRET, access]

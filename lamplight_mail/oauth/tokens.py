@@ -26,10 +26,12 @@ from sqlalchemy import select, update
 
 from lamplight_mail import crypto
 from lamplight_mail.delivery.transactions import write_transaction
+from lamplight_mail.delivery.transports.base import Answer, TokenSource, TransportFailure
 from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.models import EmailAccount, OAuthGrant
 from lamplight_mail.oauth import providers, registration
 from lamplight_mail.oauth.providers import ErrorKind
+from lamplight_mail.providers import AnswerKind
 
 log = logging.getLogger(__name__)
 
@@ -194,3 +196,26 @@ def _store_rotated(account_id: int, old: bytes, new: str) -> None:
             .where(EmailAccount.id == account_id, EmailAccount.refresh_token_encrypted == old)
             .values(refresh_token_encrypted=crypto.encrypt(new))
         )
+
+
+_ANSWER_KINDS = {
+    ErrorKind.SIGN_IN_AGAIN: AnswerKind.PAUSE_ACCOUNT,
+    ErrorKind.ADMIN_FIX: AnswerKind.PAUSE_ACCOUNT,
+    ErrorKind.TEMPORARY: AnswerKind.TEMPORARY,
+}
+
+
+def token_source(account: EmailAccount) -> TokenSource:
+    """The account's access tokens for a transport (see transports/base.py): a failure to get
+    one becomes a TransportFailure at the auth stage, so the job pauses the account (a revoked
+    grant, a registration to fix) or retries later (the provider did not answer)."""
+
+    def source(stale: str | None) -> str:
+        try:
+            return access_token(account, stale=stale)
+        except TokenFailure as failure:
+            raise TransportFailure(
+                Answer(_ANSWER_KINDS[failure.kind], failure.answer, None, "auth", failure.hint)
+            ) from None
+
+    return source
