@@ -209,3 +209,19 @@ def test_test_connection_with_the_app_grant_signs_in_over_xoauth2(
     assert [grant["scope"] for grant in authority.grants("client_credentials")] == [
         "https://outlook.office365.com/.default"
     ]
+
+
+def test_graph_refusing_a_fresh_token_too_pauses_the_account_and_holds_the_mail(
+    app, auth, browser, authority, graph, env
+):
+    _single_account(app, auth, browser, transport="graph")
+    graph.script(401)
+    graph.script(401)
+    _compose(browser, "bea@example.org", "cal@example.org")
+    run_burst_worker(env)
+    assert graph.messages == []
+    assert [status for _path, status in graph.requests] == [401, 401]
+    assert len(authority.grants("refresh_token")) == 2  # one to open, one after the first 401
+    [account] = accounts_in_db(app)
+    assert account.paused_at is not None and account.paused_reason.startswith("401")
+    assert _statuses(app) == {"deferred": 2}
