@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlencode
 
 from aiosmtpd.smtp import SMTP, AuthResult
@@ -70,6 +70,24 @@ class _ServerThread:
         self._thread.join(timeout=10)
 
 
+class _Served:
+    """A stand-in served over HTTP: `start()` it, ask its `url`, `stop()` it."""
+
+    def _app(self) -> Flask:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._thread = _ServerThread(self._app())
+        return self
+
+    def stop(self) -> None:
+        self._thread.stop()
+
+    @property
+    def url(self) -> str:
+        return self._thread.url
+
+
 @dataclass
 class Issued:
     """An access token the server issued."""
@@ -81,7 +99,7 @@ class Issued:
 
 
 @dataclass
-class AuthorizationServer:
+class AuthorizationServer(_Served):
     """Microsoft's and Google's identity platforms, as far as Lamplight uses them."""
 
     access_token_seconds: int = 3600
@@ -102,17 +120,6 @@ class AuthorizationServer:
     # Token endpoint answers to give before the real ones: (status, JSON body).
     scripted: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> AuthorizationServer:
-        self._thread = _ServerThread(self._app())
-        return self
-
-    def stop(self) -> None:
-        self._thread.stop()
-
-    @property
-    def url(self) -> str:
-        return self._thread.url
 
     @property
     def google_auth_url(self) -> str:
@@ -317,7 +324,7 @@ class GraphMessage:
 
 
 @dataclass
-class GraphServer:
+class GraphServer(_Served):
     """Microsoft Graph's sendMail, checking tokens against the authorization server."""
 
     authority: AuthorizationServer
@@ -326,17 +333,6 @@ class GraphServer:
     # Answers to give before accepting: (status, Retry-After seconds or None).
     scripted: deque[tuple[int, int | None]] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> GraphServer:
-        self._thread = _ServerThread(self._app())
-        return self
-
-    def stop(self) -> None:
-        self._thread.stop()
-
-    @property
-    def url(self) -> str:
-        return self._thread.url
 
     def script(self, status: int, retry_after: int | None = None) -> None:
         with self.lock:

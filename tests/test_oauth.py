@@ -3,7 +3,6 @@ delegated sign-in through the real redirect chain, and access tokens shared thro
 
 from __future__ import annotations
 
-import contextlib
 import threading
 
 import pytest
@@ -31,6 +30,7 @@ from tests.oauth_support import (
     sign_in,
     stored_refresh_token,
 )
+from tests.outbox_support import redis_values
 
 
 @pytest.fixture
@@ -475,26 +475,6 @@ def test_a_paused_grant_offers_sign_in_again_to_admin_and_owner_and_signing_in_r
 # --- the secret-leak sweep ------------------------------------------------------------------
 
 
-def _everything_in_redis(redis_client) -> bytes:
-    import zlib
-
-    values: list[bytes] = []
-    for key in redis_client.scan_iter("*"):
-        kind = redis_client.type(key)
-        if kind == b"hash":
-            values.extend(redis_client.hgetall(key).values())
-        elif kind == b"string":
-            values.append(redis_client.get(key))
-        elif kind == b"list":
-            values.extend(redis_client.lrange(key, 0, -1))
-        values.append(key)
-    inflated = []
-    for value in values:
-        with contextlib.suppress(zlib.error):
-            inflated.append(zlib.decompress(value))
-    return b"\n".join(values + inflated)
-
-
 def test_no_token_or_client_secret_leaks_into_pages_database_redis_logs_or_audit(
     app, auth, browser, authority, redis_client, capsys
 ):
@@ -534,7 +514,7 @@ def test_no_token_or_client_secret_leaks_into_pages_database_redis_logs_or_audit
         )
     )
     stored = stored_text(app)
-    in_redis = _everything_in_redis(redis_client)
+    in_redis = b"\n".join(redis_values(redis_client))
     logs = capsys.readouterr()
     for secret in secrets_seen:
         assert secret not in pages

@@ -14,11 +14,11 @@ from flask import Flask
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role
-from tests.browser.conftest import LiveApp, WebProcess
+from tests.browser.conftest import LiveApp, serve
 from tests.browser.support import ADMIN, expect, log_in, nav
 from tests.conftest import SMTP_USER
 from tests.oauth_servers import MS_CLIENT_ID, MS_CLIENT_SECRET, TENANT
-from tests.outbox_support import WorkerProcess, make_user
+from tests.outbox_support import make_user
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -33,21 +33,15 @@ def live_app(
     trusted_ca: Path,
     xoauth2_server,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[LiveApp]:
     """The served app and a worker pointed at the local identity platform, Graph and the
     XOAUTH2 SMTP server. Without LAMPLIGHT_MAIL_PUBLIC_URL (development) the redirect URI is
     the app's own address, which is where Chromium comes back to."""
     env = {**worker_env, **oauth_env, "SSL_CERT_FILE": str(trusted_ca)}
     env.pop("LAMPLIGHT_MAIL_PUBLIC_URL")
-    web = WebProcess(env, tmp_path / "web.log")
-    worker = WorkerProcess(env, tmp_path / "worker.log")
-    app = LiveApp(web, worker, xoauth2_server)
-    try:
-        app.wait_until_ready()
+    with serve(env, xoauth2_server, tmp_path, request) as app:
         yield app
-    finally:
-        worker.stop()
-        web.stop()
 
 
 def test_an_admin_switches_office_365_to_oauth_signs_in_tests_and_sends(
