@@ -9,8 +9,10 @@ refresh token, encrypted. Callers commit. No request objects: the views pass wha
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
+import redis
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuthError
@@ -22,7 +24,13 @@ from lamplight_mail.extensions import get_redis
 from lamplight_mail.models import EmailAccount, User, utcnow
 from lamplight_mail.oauth import providers, registration, tokens
 
+log = logging.getLogger(__name__)
+
 PENDING_SECONDS = 600
+_UNREADABLE_SECRET = (
+    "The stored client secret cannot be decrypted with the configured keys.",
+    "Enter the client secret again under OAuth apps.",
+)
 
 
 class SignInFailed(Exception):
@@ -46,10 +54,7 @@ def begin(account: EmailAccount, user: User, redirect_uri: str, return_to: str) 
     except registration.NotRegistered as error:
         raise SignInFailed(str(error)) from None
     except crypto.SecretUnreadable:
-        raise SignInFailed(
-            "The stored client secret cannot be decrypted with the configured keys.",
-            "Enter the client secret again under OAuth apps.",
-        ) from None
+        raise SignInFailed(*_UNREADABLE_SECRET) from None
     verifier = generate_token(64)
     session = tokens.session_for(
         client,
@@ -70,7 +75,16 @@ def begin(account: EmailAccount, user: User, redirect_uri: str, return_to: str) 
         "redirect_uri": redirect_uri,
         "return_to": return_to,
     }
-    get_redis().set(_pending_key(state), crypto.encrypt(json.dumps(pending)), ex=PENDING_SECONDS)
+    try:
+        get_redis().set(
+            _pending_key(state), crypto.encrypt(json.dumps(pending)), ex=PENDING_SECONDS
+        )
+    except redis.RedisError:
+        raise SignInFailed(
+            "The sign-in could not be started: Redis, where it is kept while you sign in, is "
+            "not answering.",
+            "Try again in a minute.",
+        ) from None
     return url, state
 
 
@@ -87,10 +101,14 @@ def take_pending(state: str) -> Pending | None:
     """The sign-in this state started, once: a second use finds nothing."""
     if not state or len(state) > 200:
         return None
-    pipe = get_redis().pipeline()
-    pipe.get(_pending_key(state))
-    pipe.delete(_pending_key(state))
-    value, deleted = pipe.execute()
+    try:
+        pipe = get_redis().pipeline()
+        pipe.get(_pending_key(state))
+        pipe.delete(_pending_key(state))
+        value, deleted = pipe.execute()
+    except redis.RedisError as error:
+        log.warning("a sign-in could not be completed: Redis is not answering: %s", error)
+        return None
     if value is None or not deleted:
         return None
     try:
@@ -119,7 +137,12 @@ def complete(
         raise SignInFailed(providers.answer_text(error, error_description), meaning.hint)
     if not code:
         raise SignInFailed("The provider sent no authorization code back.")
-    client = registration.client(provider)
+    try:
+        client = registration.client(provider)
+    except registration.NotRegistered as failure:  # removed while the person signed in
+        raise SignInFailed(str(failure)) from None
+    except crypto.SecretUnreadable:
+        raise SignInFailed(*_UNREADABLE_SECRET) from None
     session = tokens.session_for(
         client, scope=providers.scopes(account), redirect_uri=pending.redirect_uri
     )

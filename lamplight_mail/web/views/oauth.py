@@ -3,11 +3,22 @@ account, started by an admin or by the operator who owns it, finished at /oauth/
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from lamplight_mail.accounts import resolution
+from lamplight_mail.delivery.transactions import write_transaction
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount
 from lamplight_mail.oauth import grants, registration, signin
@@ -35,6 +46,7 @@ def registrations() -> Response | str:
         form=form,
         stored=stored,
         redirect_uri=registration.redirect_uri(request.url_root),
+        public_url_set=bool(current_app.config.get("PUBLIC_URL")),
     )
 
 
@@ -80,20 +92,20 @@ def callback() -> Response:
         )
         return redirect(url_for("auth.index"))
     try:
-        account = signin.complete(
-            pending,
-            current_user,
-            request.args.get("code"),
-            request.args.get("error"),
-            request.args.get("error_description"),
-        )
+        # A GET that writes: on SQLite it takes the write lock up front, as form posts do.
+        with write_transaction():
+            account = signin.complete(
+                pending,
+                current_user,
+                request.args.get("code"),
+                request.args.get("error"),
+                request.args.get("error_description"),
+            )
     except signin.SignInFailed as failure:
-        db.session.rollback()
         flash(f"The sign-in did not work: {failure.answer}", "error")
         if failure.hint:
             flash(f"What to do: {failure.hint}", "warning")
         return redirect(pending.return_to)
-    db.session.commit()
     flash(f"Signed in: {account.from_email} can send email now.", "success")
     return redirect(pending.return_to)
 
