@@ -67,7 +67,9 @@ def test_an_admin_switches_office_365_to_oauth_signs_in_tests_and_sends(
     page.get_by_role("link", name="Set up the single account").click()
     page.get_by_label("Host name").fill(live_app.smtp.host)
     page.get_by_label("Port", exact=True).fill(str(live_app.smtp.port))
+    expect(page.get_by_label("OAuth 2.0 sign-in")).to_be_hidden()  # a password account's form
     page.get_by_label("Authentication", exact=True).select_option("oauth2")
+    expect(page.get_by_label("New password")).to_be_hidden()  # nothing to type with OAuth
     page.get_by_label("OAuth 2.0 sign-in").select_option("delegated")
     page.get_by_label("Send through").select_option("smtp")
     page.get_by_label("Username").fill(SMTP_USER)
