@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from lamplight_mail import audit, crypto, users
 from lamplight_mail.extensions import db
-from lamplight_mail.models import EmailAccount, Role
+from lamplight_mail.models import EmailAccount, OAuthRegistration, Role
 from lamplight_mail.ops import retention
 from lamplight_mail.web.forms.auth import MIN_PASSWORD_LENGTH
 
@@ -37,22 +37,39 @@ def create_user_command(email: str, name: str, role: str, password: str) -> None
 
 @keys_cli.command("rotate")
 def rotate_keys_command() -> None:
-    """Re-encrypt every stored SMTP password with the newest (first) key of LAMPLIGHT_MAIL_KEYS."""
-    accounts = db.session.scalars(
-        select(EmailAccount).where(EmailAccount.password_encrypted.is_not(None))
-    ).all()
-    try:
-        for account in accounts:
-            account.password_encrypted = crypto.rotate(account.password_encrypted)
-    except crypto.SecretUnreadable as error:
-        db.session.rollback()
-        raise click.ClickException(
-            f"{error} (account {account.id}); nothing was changed. Keep the old key in "
-            "LAMPLIGHT_MAIL_KEYS, after the new one, until rotation has succeeded."
-        ) from None
-    audit.record("keys.rotated", "system", None, f"Re-encrypted {len(accounts)} stored password(s)")
+    """Re-encrypt every stored secret (SMTP passwords, OAuth refresh tokens and client secrets)
+    with the newest (first) key of LAMPLIGHT_MAIL_KEYS."""
+    # (what it is, where it is kept, the column): every Fernet token in the database.
+    stored: list[tuple[str, object, str]] = []
+    for account in db.session.scalars(select(EmailAccount)):
+        for column in ("password_encrypted", "refresh_token_encrypted"):
+            if getattr(account, column) is not None:
+                stored.append((f"account {account.id}", account, column))
+    for registration in db.session.scalars(select(OAuthRegistration)):
+        for column in ("microsoft_client_secret_encrypted", "google_client_secret_encrypted"):
+            if getattr(registration, column) is not None:
+                stored.append(("the OAuth app registrations", registration, column))
+    for where, row, column in stored:
+        try:
+            setattr(row, column, crypto.rotate(getattr(row, column)))
+        except crypto.SecretUnreadable as error:
+            db.session.rollback()  # all or nothing: none of the rotations so far is kept
+            raise click.ClickException(
+                f"{error} ({where}); nothing was changed. Keep the old key in "
+                "LAMPLIGHT_MAIL_KEYS, after the new one, until rotation has succeeded."
+            ) from None
+    counts = {
+        kind: sum(1 for _where, _row, column in stored if column.startswith(prefix))
+        for kind, prefix in (
+            ("stored password(s)", "password"),
+            ("refresh token(s)", "refresh"),
+            ("client secret(s)", ("microsoft", "google")),
+        )
+    }
+    summary = ", ".join(f"{count} {kind}" for kind, count in counts.items())
+    audit.record("keys.rotated", "system", None, f"Re-encrypted {summary}")
     db.session.commit()
-    click.echo(f"Re-encrypted {len(accounts)} stored password(s) with the newest key.")
+    click.echo(f"Re-encrypted {summary} with the newest key.")
 
 
 @messages_cli.command("purge")

@@ -85,6 +85,21 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "MAIL_BATCH_SIZE": int(env.get("LAMPLIGHT_MAIL_BATCH_SIZE", 100)),
         "MAIL_JOB_SECONDS": float(env.get("LAMPLIGHT_MAIL_JOB_SECONDS", 60)),
         "DEV_SMTP_PORT": int(env.get("LAMPLIGHT_MAIL_DEV_SMTP_PORT", 1025)),
+        # OAuth 2.0 (modern authentication): the providers' endpoints, so tests can point them at
+        # local servers; the public URL builds the redirect URI registered with them.
+        "PUBLIC_URL": (env.get("LAMPLIGHT_MAIL_PUBLIC_URL") or "").rstrip("/") or None,
+        "MICROSOFT_AUTHORITY": env.get(
+            "LAMPLIGHT_MAIL_MICROSOFT_AUTHORITY", "https://login.microsoftonline.com"
+        ).rstrip("/"),
+        "GOOGLE_AUTH_URL": env.get(
+            "LAMPLIGHT_MAIL_GOOGLE_AUTH_URL", "https://accounts.google.com/o/oauth2/v2/auth"
+        ),
+        "GOOGLE_TOKEN_URL": env.get(
+            "LAMPLIGHT_MAIL_GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token"
+        ),
+        "GRAPH_URL": env.get("LAMPLIGHT_MAIL_GRAPH_URL", "https://graph.microsoft.com").rstrip("/"),
+        # An access token shared through Redis is used until this long before it expires.
+        "OAUTH_TOKEN_MARGIN_SECONDS": int(env.get("LAMPLIGHT_MAIL_OAUTH_TOKEN_MARGIN", 300)),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": mode == PRODUCTION,

@@ -60,6 +60,17 @@ class AuthMethod(enum.StrEnum):
     LOGIN = "login"
     PLAIN = "plain"
     NONE = "none"
+    OAUTH2 = "oauth2"  # modern authentication: an access token instead of a password
+
+
+class OAuthGrant(enum.StrEnum):
+    DELEGATED = "delegated"  # a person signs in once; a refresh token is kept
+    APP = "app"  # Microsoft client credentials: the app itself, no person (the single account)
+
+
+class Transport(enum.StrEnum):
+    SMTP = "smtp"  # SMTP AUTH XOAUTH2 (or a password)
+    GRAPH = "graph"  # Microsoft Graph sendMail, where SMTP AUTH is switched off
 
 
 class Security(enum.StrEnum):
@@ -71,7 +82,15 @@ class Security(enum.StrEnum):
 class AccountHealth(enum.StrEnum):
     READY = "ready"
     WAITING_FOR_PASSWORD = "waiting_for_password"
+    WAITING_FOR_SIGN_IN = "waiting_for_sign_in"
     PAUSED = "paused"
+
+    @property
+    def label(self) -> str:
+        """As pages show it (CONTRACT.md, Account status)."""
+        if self is AccountHealth.WAITING_FOR_SIGN_IN:
+            return "waiting for sign-in"
+        return self.value.replace("_", " ")
 
 
 class SendStatus(enum.StrEnum):
@@ -155,6 +174,15 @@ class EmailAccount(db.Model):
     from_email: Mapped[str] = mapped_column(String(254))
     from_name: Mapped[str] = mapped_column(String(120), default="")
 
+    # Modern authentication (auth_method oauth2): how the token is had and how mail leaves.
+    oauth_grant: Mapped[OAuthGrant | None] = mapped_column(_enum(OAuthGrant, "oauth_grant"))
+    transport: Mapped[Transport] = mapped_column(
+        _enum(Transport, "transport"), default=Transport.SMTP, server_default="smtp"
+    )
+    # Fernet token of the delegated grant's refresh token; never the token itself.
+    refresh_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    signed_in_at: Mapped[datetime | None] = mapped_column(DateTime)
+
     daily_limit: Mapped[int] = mapped_column(Integer)  # recipients per rolling 24 h
     per_minute_limit: Mapped[int] = mapped_column(Integer)  # messages per rolling minute
     max_recipients: Mapped[int] = mapped_column(Integer)  # recipients per message
@@ -178,9 +206,35 @@ class EmailAccount(db.Model):
         return self.password_encrypted is not None
 
     @property
+    def is_oauth(self) -> bool:
+        return self.auth_method == AuthMethod.OAUTH2
+
+    @property
+    def is_delegated(self) -> bool:
+        return self.is_oauth and self.oauth_grant == OAuthGrant.DELEGATED
+
+    @property
+    def basic_auth_retiring(self) -> bool:
+        """An Office 365 account still signing in with a password: Microsoft switches that off
+        by default at the end of December 2026 (PROVIDERS.md)."""
+        return self.provider == "office365" and self.auth_method in (
+            AuthMethod.LOGIN,
+            AuthMethod.PLAIN,
+        )
+
+    @property
+    def oauth_provider(self) -> str:
+        """Whose identity platform signs this account in: Google for Gmail, else Microsoft."""
+        return "google" if self.provider == "gmail" else "microsoft"
+
+    @property
     def health(self) -> AccountHealth:
         if self.paused_at is not None:
             return AccountHealth.PAUSED
+        if self.is_oauth:
+            if self.is_delegated and self.refresh_token_encrypted is None:
+                return AccountHealth.WAITING_FOR_SIGN_IN
+            return AccountHealth.READY
         if self.auth_method != AuthMethod.NONE and not self.has_password:
             return AccountHealth.WAITING_FOR_PASSWORD
         return AccountHealth.READY
@@ -301,6 +355,23 @@ class AuditEvent(db.Model):
     target_id: Mapped[int | None] = mapped_column(Integer)
     summary: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class OAuthRegistration(db.Model):
+    """The organisation's app registrations with Microsoft Entra and Google Cloud (one row).
+
+    Client ids and the tenant are not secret; the client secrets are Fernet tokens, write-only
+    on the page like passwords."""
+
+    __tablename__ = "oauth_registrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    microsoft_tenant: Mapped[str] = mapped_column(String(100), default="")
+    microsoft_client_id: Mapped[str] = mapped_column(String(100), default="")
+    microsoft_client_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    google_client_id: Mapped[str] = mapped_column(String(200), default="")
+    google_client_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 class Setting(db.Model):

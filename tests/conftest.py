@@ -312,3 +312,62 @@ def smtp_ssl_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMT
     )
     yield server
     server.stop()
+
+
+# --- OAuth 2.0: the providers' identity platforms, Graph, and SMTP with XOAUTH2 --------------
+
+
+@pytest.fixture
+def authority() -> Iterator:
+    """Microsoft's and Google's identity platforms on 127.0.0.1 (tests/oauth_servers.py)."""
+    from tests.oauth_servers import AuthorizationServer
+
+    server = AuthorizationServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def graph(authority) -> Iterator:
+    from tests.oauth_servers import GraphServer
+
+    server = GraphServer(authority).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def xoauth2_server(tls_authority: trustme.CA, trusted_ca: Path, authority) -> Iterator[SMTPServer]:
+    """Like smtp.office365.com with modern authentication: STARTTLS, then AUTH XOAUTH2."""
+    from tests.oauth_servers import start_xoauth2_server
+
+    server = start_xoauth2_server(authority, _server_context(tls_authority))
+    yield server
+    server.stop()
+
+
+PUBLIC_URL = "http://lamplight.test"
+
+
+@pytest.fixture
+def oauth_config(authority, graph) -> dict:
+    """The app's provider endpoints pointed at the local servers (CONTRACT.md's variables)."""
+    return {
+        "PUBLIC_URL": PUBLIC_URL,
+        "MICROSOFT_AUTHORITY": authority.url,
+        "GOOGLE_AUTH_URL": authority.google_auth_url,
+        "GOOGLE_TOKEN_URL": authority.google_token_url,
+        "GRAPH_URL": graph.url,
+    }
+
+
+@pytest.fixture
+def oauth_env(oauth_config: dict) -> dict[str, str]:
+    """The same, as the environment of a worker process."""
+    return {
+        "LAMPLIGHT_MAIL_PUBLIC_URL": oauth_config["PUBLIC_URL"],
+        "LAMPLIGHT_MAIL_MICROSOFT_AUTHORITY": oauth_config["MICROSOFT_AUTHORITY"],
+        "LAMPLIGHT_MAIL_GOOGLE_AUTH_URL": oauth_config["GOOGLE_AUTH_URL"],
+        "LAMPLIGHT_MAIL_GOOGLE_TOKEN_URL": oauth_config["GOOGLE_TOKEN_URL"],
+        "LAMPLIGHT_MAIL_GRAPH_URL": oauth_config["GRAPH_URL"],
+    }

@@ -3,11 +3,13 @@ made through the models and account services (not the account forms)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -178,3 +180,22 @@ def explained_by(*workers: WorkerProcess) -> Iterator[None]:
     except AssertionError as error:
         logs = "\n".join(f"--- {w.log_path.name}\n{w.output()}" for w in workers)
         raise AssertionError(f"{error}\n{logs}") from None
+
+
+def redis_values(client) -> list[bytes]:
+    """Every key and value Redis holds (hashes, strings, lists), and, for RQ's compressed job
+    payloads, what they inflate to: what anyone reading Redis would see."""
+    values: list[bytes] = []
+    for key in client.scan_iter("*"):
+        kind = client.type(key)
+        if kind == b"hash":
+            values.extend(client.hgetall(key).values())
+        elif kind == b"string":
+            values.append(client.get(key))
+        elif kind == b"list":
+            values.extend(client.lrange(key, 0, -1))
+    inflated = []
+    for value in values:
+        with contextlib.suppress(zlib.error):
+            inflated.append(zlib.decompress(value))
+    return values + inflated

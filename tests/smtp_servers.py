@@ -125,9 +125,9 @@ class _TrackingSMTP(SMTP):
 
 
 class _Controller(Controller):
-    def __init__(self, recorder: Recorder, **kwargs) -> None:
+    def __init__(self, recorder: Recorder, handler: _Handler | None = None, **kwargs) -> None:
         self.recorder = recorder
-        super().__init__(_Handler(recorder), **kwargs)
+        super().__init__(handler or _Handler(recorder), **kwargs)
 
     def factory(self) -> SMTP:
         return _TrackingSMTP(self.handler, recorder=self.recorder, **self.SMTP_kwargs)
@@ -156,9 +156,12 @@ def start_server(
     server_context: ssl.SSLContext | None = None,
     credentials: dict[str, str] | None = None,
     port: int | None = None,
+    handler_class: type[_Handler] | None = None,
+    handler_options: dict | None = None,
 ) -> SMTPServer:
     """Start a server. mode: "starttls" (STARTTLS and AUTH required), "ssl" (implicit TLS, AUTH
-    required) or "plain" (no TLS, no AUTH, like a local relay)."""
+    required) or "plain" (no TLS, no AUTH, like a local relay). A handler class may add AUTH
+    mechanisms (tests/oauth_servers.py adds XOAUTH2)."""
     recorder = Recorder(credentials=dict(credentials or {}))
 
     def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
@@ -193,7 +196,8 @@ def start_server(
         )
     elif mode != "plain":
         raise ValueError(mode)
-    controller = _Controller(recorder, **kwargs)
+    handler = (handler_class or _Handler)(recorder, **(handler_options or {}))
+    controller = _Controller(recorder, handler, **kwargs)
     controller.start()
     # The controller's own readiness probe is not a client: wait for it to go, then forget it.
     deadline = time.monotonic() + 5

@@ -18,9 +18,11 @@ from lamplight_mail.models import (
     AccountKind,
     AuthMethod,
     EmailAccount,
+    OAuthGrant,
     Security,
     Send,
     SendStatus,
+    Transport,
     User,
     utcnow,
 )
@@ -45,6 +47,9 @@ class AccountValues:
     max_recipients: int
     connection_cap: int
     reserve_percent: int
+    # Modern authentication (auth_method oauth2 only; otherwise None and smtp).
+    oauth_grant: OAuthGrant | None = None
+    transport: Transport = Transport.SMTP
 
 
 class PasswordAction(enum.StrEnum):
@@ -85,6 +90,7 @@ def save_account(
     if owner is not None:
         _check_owner_free(owner, account)
     before = {} if creating else _audit_values(account)
+    signed_in_for = None if creating else _sign_in_scope(account)
     for name, value in asdict(values).items():
         setattr(account, name, value)
     if owner is not None and kind == AccountKind.OPERATOR:
@@ -92,6 +98,11 @@ def save_account(
     if default_for_operators is not None and kind == AccountKind.SYSTEM:
         account.default_for_operators = default_for_operators
     password_changed = _apply_password(account, values.auth_method, password)
+    sign_in_dropped = signed_in_for is not None and signed_in_for != _sign_in_scope(account)
+    if sign_in_dropped:
+        # A sign-in is for one provider, grant and transport: another needs a new sign-in.
+        account.refresh_token_encrypted = None
+        account.signed_in_at = None
     if creating:
         db.session.add(account)
         db.session.flush()  # the id, for the audit trail
@@ -102,6 +113,8 @@ def save_account(
     }
     if password_changed:
         changes["password"] = True
+    if sign_in_dropped:
+        changes["sign_in"] = "needed again"
     if creating:
         audit.record(
             "account.created", "email_account", account.id, f"Added {account.label}", changes
@@ -139,9 +152,19 @@ def _check_owner_free(owner: User, account: EmailAccount | None) -> None:
         raise AccountConflict(f"{owner.name} already has an individual account.")
 
 
+def _sign_in_scope(account: EmailAccount) -> tuple[object, ...] | None:
+    """What a stored delegated sign-in was given for, or None when there is none."""
+    if account.refresh_token_encrypted is None:
+        return None
+    return (account.auth_method, account.oauth_provider, account.oauth_grant, account.transport)
+
+
 def _apply_password(account: EmailAccount, auth_method: AuthMethod, change: PasswordChange) -> bool:
     """Returns whether the stored password changed (set, replaced or removed)."""
-    if auth_method == AuthMethod.NONE or change.action == PasswordAction.LEAVE_TO_OPERATOR:
+    if (
+        auth_method in (AuthMethod.NONE, AuthMethod.OAUTH2)
+        or change.action == PasswordAction.LEAVE_TO_OPERATOR
+    ):
         # No secret is kept that nothing will use.
         removed = account.password_encrypted is not None
         account.password_encrypted = None
@@ -159,6 +182,8 @@ def _audit_values(account: EmailAccount) -> dict[str, object]:
     }
     values["auth_method"] = account.auth_method.value
     values["security"] = account.security.value
+    values["oauth_grant"] = account.oauth_grant.value if account.oauth_grant else None
+    values["transport"] = account.transport.value if account.transport else Transport.SMTP.value
     values["owner"] = account.owner.email if account.owner else None
     values["default_for_operators"] = account.default_for_operators
     return values
@@ -246,3 +271,4 @@ def remove_account(account: EmailAccount) -> None:
     account.owner = None
     account.default_for_operators = False
     account.password_encrypted = None
+    account.refresh_token_encrypted = None

@@ -10,7 +10,8 @@ from sqlalchemy.orm import contains_eager
 from lamplight_mail import crypto
 from lamplight_mail.delivery.transports.base import ConnectionSettings
 from lamplight_mail.extensions import db
-from lamplight_mail.models import AccountKind, EmailAccount, User
+from lamplight_mail.models import AccountKind, EmailAccount, Transport, User
+from lamplight_mail.oauth import tokens
 
 
 def system_account() -> EmailAccount | None:
@@ -79,14 +80,21 @@ def resolve_sending_account(user: User) -> EmailAccount | None:
 
 
 def connection_settings(account: EmailAccount) -> ConnectionSettings:
-    """Everything needed to connect, the password decrypted only here, only when sending."""
+    """Everything needed to connect, the password decrypted only here, only when sending; an
+    OAuth 2.0 account's access tokens are had when the transport asks for them."""
     password = crypto.decrypt(account.password_encrypted) if account.has_password else None
+    oauth = account.is_oauth
     return ConnectionSettings(
         host=account.host,
         port=account.port,
         security=account.security,
         auth_method=account.auth_method,
-        username=account.username,
+        # XOAUTH2 names the mailbox; the username is usually it, else the From address is.
+        username=account.username or (account.from_email if oauth else ""),
         password=password,
         timeout=current_app.config["SMTP_TIMEOUT_SECONDS"],
+        token_source=tokens.token_source(account) if oauth else None,
+        transport=account.transport.value if oauth else Transport.SMTP.value,
+        graph_url=current_app.config["GRAPH_URL"],
+        graph_mailbox="me" if account.is_delegated else account.from_email,
     )

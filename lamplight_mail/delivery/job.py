@@ -235,7 +235,11 @@ class Delivery:
         else:
             self._refund()
         try:
-            self.held_until = limits.hold_for_answer(self.account, failure.code, failure.text)
+            if failure.retry_after is not None:
+                # The service named the wait itself (Graph's Retry-After): the account waits.
+                self.held_until = limits.slow_down(self.account, failure.retry_after)
+            else:
+                self.held_until = limits.hold_for_answer(self.account, failure.code, failure.text)
         except redis.RedisError as error:
             # Then a quota answer pauses the account instead.
             log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)

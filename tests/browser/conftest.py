@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -185,6 +186,24 @@ class LiveApp:
         return f"--- web\n{self.web.output()}\n--- worker\n{self.worker.output()}"
 
 
+@contextmanager
+def serve(
+    env: dict[str, str], smtp: SMTPServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[LiveApp]:
+    """Web server and worker with `env`, until the block ends; their logs printed on failure."""
+    web = WebProcess(env, tmp_path / "web.log")
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    app = LiveApp(web, worker, smtp)
+    try:
+        app.wait_until_ready()
+        yield app
+        if _failed(request):
+            print(app.logs())
+    finally:
+        worker.stop()
+        web.stop()
+
+
 @pytest.fixture
 def live_app(
     worker_env: dict[str, str],
@@ -194,15 +213,7 @@ def live_app(
     request: pytest.FixtureRequest,
 ) -> Iterator[LiveApp]:
     """Web server and worker on the test's database and Redis, trusting the test CA."""
-    env = {**worker_env, "SSL_CERT_FILE": str(trusted_ca)}
-    web = WebProcess(env, tmp_path / "web.log")
-    worker = WorkerProcess(env, tmp_path / "worker.log")
-    app = LiveApp(web, worker, smtp_server)
-    try:
-        app.wait_until_ready()
+    with serve(
+        {**worker_env, "SSL_CERT_FILE": str(trusted_ca)}, smtp_server, tmp_path, request
+    ) as app:
         yield app
-        if _failed(request):
-            print(app.logs())
-    finally:
-        worker.stop()
-        web.stop()

@@ -18,6 +18,11 @@ from typing import Protocol
 from lamplight_mail.models import AuthMethod, Security
 from lamplight_mail.providers import AnswerKind
 
+# OAuth 2.0: returns a live access token; given the token the service just refused, a fresh
+# one instead. Raises TransportFailure (stage "auth") with the provider's answer when none can
+# be had. The token is used for one request or one AUTH and never kept in an Answer.
+TokenSource = Callable[[str | None], str]
+
 
 @dataclass(frozen=True)
 class ConnectionSettings:
@@ -31,6 +36,11 @@ class ConnectionSettings:
     username: str
     password: str | None = field(default=None, repr=False)
     timeout: float = 20.0
+    # auth_method oauth2: where access tokens come from, and which service carries the mail.
+    token_source: TokenSource | None = field(default=None, repr=False)
+    transport: str = "smtp"  # smtp (AUTH XOAUTH2 with OAuth) | graph (Microsoft Graph sendMail)
+    graph_url: str = ""
+    graph_mailbox: str = "me"  # "me" for a person's sign-in, the mailbox for the app itself
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,9 @@ class Answer:
     code: int | None = None
     stage: str = "data"  # connect, tls, auth, mail, rcpt, data
     hint: str | None = None
+    # The service asked for this many seconds' pause before sending again (HTTP Retry-After):
+    # the account waits that long, its mail deferred, not failed.
+    retry_after: int | None = None
 
     @property
     def accepted(self) -> bool:

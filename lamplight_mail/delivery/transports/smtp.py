@@ -237,7 +237,10 @@ def connect(settings: ConnectionSettings, local_hostname: str | None = None) -> 
             code, response = client.starttls(context=_tls_context())
             transcript.append(f"{code} {_text(response)}")
             client.ehlo()
-        if settings.auth_method != AuthMethod.NONE:
+        if settings.auth_method == AuthMethod.OAUTH2:
+            stage = "auth"
+            transcript.append(_xoauth2(client, settings))
+        elif settings.auth_method != AuthMethod.NONE:
             stage = "auth"
             if not settings.password:
                 raise TransportFailure(
@@ -281,6 +284,54 @@ def connect(settings: ConnectionSettings, local_hostname: str | None = None) -> 
         _discard(client)
         raise TransportFailure(_network_failure(settings, error, stage)) from None
     return Connection(client=client, settings=settings, transcript=transcript)
+
+
+OAUTH_REFUSED_HINT = (
+    "The mailbox refused the OAuth 2.0 sign-in. Check that Authenticated SMTP is on for the "
+    "mailbox (Microsoft 365 admin centre: Users > Mail > Manage email apps), that the username "
+    "is the mailbox's own address, and that the app has the SMTP.Send permission (or, sending "
+    "as the app itself, SMTP.SendAsApp with the Exchange service principal and mailbox "
+    "permission). Where SMTP AUTH cannot be switched on, send through Microsoft Graph instead."
+)
+
+
+def _xoauth2(client: smtplib.SMTP, settings: ConnectionSettings) -> str:
+    """AUTH XOAUTH2 with a token from the account's token source; a refused token is exchanged
+    for a fresh one once (it may have been revoked or have expired early), and a second refusal
+    is the mailbox's answer. Returns the server's 235 answer."""
+    assert settings.token_source is not None, "an OAuth 2.0 account needs a token source"
+    token = settings.token_source(None)
+    try:
+        code, response = _auth_xoauth2(client, settings.username, token)
+    except smtplib.SMTPAuthenticationError as error:
+        if error.smtp_code != 535:
+            raise _oauth_refused(error) from None
+        try:
+            code, response = _auth_xoauth2(client, settings.username, settings.token_source(token))
+        except smtplib.SMTPAuthenticationError as again:
+            raise _oauth_refused(again) from None
+    return f"{code} {_text(response)}"
+
+
+def _auth_xoauth2(client: smtplib.SMTP, mailbox: str, token: str) -> tuple[int, bytes]:
+    """The SASL string of PROVIDERS.md: base64("user=" + mailbox + "\x01auth=Bearer " +
+    token + "\x01\x01"); smtplib does the base64."""
+    sasl = f"user={mailbox}\x01auth=Bearer {token}\x01\x01"
+
+    def respond(challenge: bytes | None = None) -> str:
+        # A 334 challenge after the initial response carries the server's error (JSON, from
+        # Google): an empty reply ends the exchange so the server gives its 5xx answer.
+        return sasl if challenge is None else ""
+
+    return client.auth("XOAUTH2", respond, initial_response_ok=True)
+
+
+def _oauth_refused(error: smtplib.SMTPAuthenticationError) -> TransportFailure:
+    answer = _failure("auth", _text(error.smtp_error), error.smtp_code)
+    if answer.kind == AnswerKind.PAUSE_ACCOUNT and "5.7.139" not in answer.text:
+        # The generic hint speaks of passwords; a 5.7.139 hint (SMTP AUTH off) stays.
+        answer = replace(answer, hint=OAUTH_REFUSED_HINT)
+    return TransportFailure(answer)
 
 
 def _discard(client: smtplib.SMTP | None) -> None:

@@ -29,7 +29,7 @@ from lamplight_mail.accounts.editing import (
     PasswordChange,
     port_warning,
 )
-from lamplight_mail.models import AuthMethod, EmailAccount, Security, User
+from lamplight_mail.models import AuthMethod, EmailAccount, OAuthGrant, Security, Transport, User
 from lamplight_mail.providers import CUSTOM, PRESETS, PROVIDER_CHOICES
 from lamplight_mail.web.forms.validators import EmailAddress, NoLineBreaks
 
@@ -93,8 +93,27 @@ AUTH_CHOICES = _choices(
         (AuthMethod.LOGIN.value, "Login"),
         (AuthMethod.PLAIN.value, "Plain"),
         (AuthMethod.NONE.value, "None (a relay that does not ask for a password)"),
+        (AuthMethod.OAUTH2.value, "OAuth 2.0 (modern authentication)"),
     ]
 )
+GRANT_CHOICES = _choices(
+    [
+        (
+            OAuthGrant.DELEGATED.value,
+            "Someone signs in to the mailbox (Sign in with Microsoft or Google)",
+        ),
+        (OAuthGrant.APP.value, "The app itself, nobody signs in (Microsoft, single account only)"),
+    ]
+)
+TRANSPORT_CHOICES = _choices(
+    [
+        (Transport.SMTP.value, "SMTP (AUTH XOAUTH2)"),
+        (Transport.GRAPH.value, "Microsoft Graph (works where SMTP AUTH is switched off)"),
+    ]
+)
+# Providers whose identity platform OAuth 2.0 accounts sign in with.
+MICROSOFT_PROVIDERS = ("office365", "outlook")
+OAUTH_PROVIDERS = (*MICROSOFT_PROVIDERS, "gmail")
 SECURITY_CHOICES = _choices(
     [
         (Security.TLS.value, "TLS (STARTTLS, usually port 587)"),
@@ -159,6 +178,22 @@ class AccountForm(FlaskForm):
         description="587 for TLS (STARTTLS), 465 for SSL. Left blank, the preset's port is used.",
     )
     auth_method = SelectField("Authentication", choices=AUTH_CHOICES, default="login")
+    oauth_grant = SelectField(
+        "OAuth 2.0 sign-in",
+        choices=GRANT_CHOICES,
+        default=OAuthGrant.DELEGATED.value,
+        validate_choice=False,  # checked with OAuth 2.0 only (see _validate_oauth)
+        description="With OAuth 2.0 only. Someone signing in is the usual way; the app itself "
+        "needs an Exchange Online permission for the app (see OAuth apps).",
+    )
+    transport = SelectField(
+        "Send through",
+        choices=TRANSPORT_CHOICES,
+        default=Transport.SMTP.value,
+        validate_choice=False,
+        description="With OAuth 2.0 only. Microsoft Graph works for Microsoft 365 tenants where "
+        "SMTP AUTH is off (Security Defaults, tenants created after December 2026).",
+    )
     security = SelectField("SSL type", choices=SECURITY_CHOICES, default="tls")
     username = StringField(
         "Username",
@@ -258,7 +293,8 @@ class AccountForm(FlaskForm):
         return PasswordChange(action)
 
     def _validate_password(self) -> bool:
-        if self.auth_method.data == AuthMethod.NONE.value or self.password.errors:
+        no_password = (AuthMethod.NONE.value, AuthMethod.OAUTH2.value)
+        if self.auth_method.data in no_password or self.password.errors:
             return not self.password.errors
         action = self._password_action()
         typed = bool(self.password.data)
@@ -315,7 +351,42 @@ class AccountForm(FlaskForm):
                         f"Enter the {field.label.text.lower()}, or choose a provider's preset."
                     )
                     valid = False
+        valid = self._validate_oauth() and valid
         return self._validate_password() and valid
+
+    # --- modern authentication ---------------------------------------------------------------
+
+    @property
+    def allows_app_grant(self) -> bool:
+        """Only the single account may send as the app itself (no person behind it)."""
+        return False
+
+    def _validate_oauth(self) -> bool:
+        if self.auth_method.data != AuthMethod.OAUTH2.value:
+            return True
+        if self.provider.data not in OAUTH_PROVIDERS:
+            self.auth_method.errors.append(
+                "OAuth 2.0 needs a provider that offers it: choose Office 365, Outlook.com or "
+                "Gmail as the provider."
+            )
+            return False
+        microsoft = self.provider.data in MICROSOFT_PROVIDERS
+        if self.oauth_grant.data not in set(OAuthGrant):
+            self.oauth_grant.errors.append("Choose how the account signs in.")
+        elif self.oauth_grant.data == OAuthGrant.APP.value and not (
+            microsoft and self.allows_app_grant
+        ):
+            self.oauth_grant.errors.append(
+                "Only the single account, with Microsoft, can send as the app itself: choose "
+                "“Someone signs in”."
+            )
+        if self.transport.data not in set(Transport):
+            self.transport.errors.append("Choose how mail is sent.")
+        elif self.transport.data == Transport.GRAPH.value and not microsoft:
+            self.transport.errors.append(
+                "Microsoft Graph is for Microsoft accounts: choose SMTP for Gmail."
+            )
+        return not (self.oauth_grant.errors or self.transport.errors)
 
     def account_values(self) -> AccountValues:
         """The account's settings: blank preset fields take the preset's values."""
@@ -339,7 +410,16 @@ class AccountForm(FlaskForm):
             max_recipients=value("max_recipients"),
             connection_cap=value("connection_cap", DEFAULT_CONNECTION_CAP),
             reserve_percent=self.reserve_percent.data or 0,
+            **self._oauth_values(),
         )
+
+    def _oauth_values(self) -> dict[str, Any]:
+        if self.auth_method.data != AuthMethod.OAUTH2.value:
+            return {"oauth_grant": None, "transport": Transport.SMTP}
+        return {
+            "oauth_grant": OAuthGrant(self.oauth_grant.data),
+            "transport": Transport(self.transport.data),
+        }
 
 
 class SystemAccountForm(AccountForm):
@@ -351,6 +431,10 @@ class SystemAccountForm(AccountForm):
 
     def save_options(self) -> dict[str, Any]:
         return {"default_for_operators": self.default_for_operators.data}
+
+    @property
+    def allows_app_grant(self) -> bool:
+        return True
 
 
 class OperatorAccountForm(AccountForm):

@@ -1,0 +1,132 @@
+"""OAuth 2.0 (modern authentication): the app registrations page, and delegated sign-in for an
+account, started by an admin or by the operator who owns it, finished at /oauth/callback."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from lamplight_mail.accounts import resolution
+from lamplight_mail.delivery.transactions import write_transaction
+from lamplight_mail.extensions import db
+from lamplight_mail.models import EmailAccount
+from lamplight_mail.oauth import grants, registration, signin
+from lamplight_mail.web.access import admin_required
+from lamplight_mail.web.forms.oauth import OAuthRegistrationForm
+
+bp = Blueprint("oauth", __name__)
+
+# The state of the sign-in this browser started: the callback must bring the same one back.
+SESSION_STATE = "oauth_sign_in_state"
+
+
+@bp.route("/admin/oauth", methods=["GET", "POST"])
+@admin_required
+def registrations() -> Response | str:
+    stored = registration.current()
+    form = OAuthRegistrationForm(obj=stored)
+    if form.validate_on_submit():
+        registration.save(form.values())
+        db.session.commit()
+        flash("Saved the OAuth app registrations.", "success")
+        return redirect(url_for("oauth.registrations"))
+    return render_template(
+        "oauth/registrations.html",
+        form=form,
+        stored=stored,
+        redirect_uri=registration.redirect_uri(request.url_root),
+        public_url_set=bool(current_app.config.get("PUBLIC_URL")),
+    )
+
+
+@bp.post("/admin/email/<int:account_id>/connect")
+@admin_required
+def connect(account_id: int) -> Response:
+    account = resolution.live_account(account_id) or abort(404)
+    return _start(account, _account_page(account))
+
+
+@bp.post("/admin/email/<int:account_id>/switch-to-oauth")
+@admin_required
+def switch_to_oauth(account_id: int) -> Response:
+    """The Office 365 notice's one click: OAuth 2.0 instead of the password, all else kept."""
+    account = resolution.live_account(account_id) or abort(404)
+    if account.basic_auth_retiring:
+        grants.switch_to_oauth(account)
+        db.session.commit()
+        flash(
+            f"{account.label} now uses OAuth 2.0. Sign in to the mailbox to send again"
+            + (": the operator can do it under My email account." if account.owner else "."),
+            "success",
+        )
+    return redirect(_account_page(account))
+
+
+@bp.post("/my/email/connect")
+def my_connect() -> Response:
+    account = resolution.own_account(current_user) or abort(404)
+    return _start(account, url_for("accounts.my_email"))
+
+
+@bp.get("/oauth/callback")
+def callback() -> Response:
+    state = request.args.get("state", "")
+    expected = session.pop(SESSION_STATE, None)
+    pending = signin.take_pending(state) if state and state == expected else None
+    if pending is None:
+        flash(
+            "This sign-in was not started from this browser, has expired (after ten minutes) "
+            "or was already used. Start it again from the account's page.",
+            "error",
+        )
+        return redirect(url_for("auth.index"))
+    try:
+        # A GET that writes: on SQLite it takes the write lock up front, as form posts do.
+        with write_transaction():
+            account = signin.complete(
+                pending,
+                current_user,
+                request.args.get("code"),
+                request.args.get("error"),
+                request.args.get("error_description"),
+            )
+    except signin.SignInFailed as failure:
+        flash(f"The sign-in did not work: {failure.answer}", "error")
+        if failure.hint:
+            flash(f"What to do: {failure.hint}", "warning")
+        return redirect(pending.return_to)
+    flash(f"Signed in: {account.from_email} can send email now.", "success")
+    return redirect(pending.return_to)
+
+
+def _account_page(account: EmailAccount) -> str:
+    if account.owner_id is None:
+        return url_for("accounts.system")
+    return url_for("accounts.edit_operator", account_id=account.id)
+
+
+def _start(account: EmailAccount, back: str) -> Response:
+    if not account.is_delegated:
+        flash("This account does not sign in with OAuth 2.0: choose it under Authentication.")
+        return redirect(back)
+    try:
+        url, state = signin.begin(
+            account, current_user, registration.redirect_uri(request.url_root), return_to=back
+        )
+    except signin.SignInFailed as failure:
+        flash(f"Cannot start the sign-in: {failure.answer}", "error")
+        return redirect(back)
+    db.session.rollback()  # nothing was changed: end the request's transaction
+    session[SESSION_STATE] = state
+    return redirect(url)
