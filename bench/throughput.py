@@ -47,6 +47,7 @@ from sqlalchemy.engine import make_url
 
 from lamplight_mail import PROJECT_ROOT, accounts, create_app, embedded_redis, outbox
 from lamplight_mail.extensions import db
+from lamplight_mail.message_template import SendTemplate
 from lamplight_mail.messages import new_message_id
 from lamplight_mail.models import (
     AccountKind,
@@ -61,7 +62,6 @@ from lamplight_mail.models import (
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
-from lamplight_mail.rendering import SendTemplate
 
 WORKER_MESSAGES = 5_000
 COMPOSE_RECIPIENTS = 10_000

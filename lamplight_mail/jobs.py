@@ -31,10 +31,10 @@ from flask import current_app
 from lamplight_mail import accounts, crypto, limits, outbox, smtp
 from lamplight_mail.claims import Claimed, Lease, Outcome, Recorder
 from lamplight_mail.extensions import db
+from lamplight_mail.message_template import AttachedFile, SendTemplate
 from lamplight_mail.messages import HeaderInjection
 from lamplight_mail.models import EmailAccount, MessageStatus, Send, utcnow
 from lamplight_mail.providers import AnswerKind
-from lamplight_mail.rendering import SendTemplate
 from lamplight_mail.transactions import write_transaction
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,11 @@ class Delivery:
             if isinstance(template, str):
                 return self._unbuildable(template)
             payload = template.render(
-                message.recipient_email, message.recipient_name, message.message_id_header
+                message.recipient_email,
+                message.recipient_name,
+                message.message_id_header,
+                message.merge_values,
+                message.unsubscribe_token,
             )
         except (HeaderInjection, UnicodeError) as error:
             return self._unbuildable(str(error))
@@ -353,6 +357,11 @@ class Delivery:
                     subject=send.subject,
                     body_text=send.body_text,
                     body_html=send.body_html,
+                    reply_to=send.reply_to,
+                    attachments=[
+                        AttachedFile(a.filename, a.content_type, a.data) for a in send.attachments
+                    ],
+                    unsubscribe_base=send.unsubscribe_base,
                 )
             except HeaderInjection as error:
                 self.templates[send_id] = str(error)

@@ -15,6 +15,7 @@ from sqlalchemy import event, select, update
 from lamplight_mail import outbox
 from lamplight_mail.claims import Lease, Outcome
 from lamplight_mail.extensions import db
+from lamplight_mail.message_template import SendTemplate
 from lamplight_mail.messages import HeaderInjection, build_message, to_bytes
 from lamplight_mail.models import (
     AccountDailyStats,
@@ -26,7 +27,6 @@ from lamplight_mail.models import (
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
-from lamplight_mail.rendering import SendTemplate
 from lamplight_mail.transactions import write_transaction
 from tests.outbox_support import make_account, make_user, statuses
 
