@@ -73,10 +73,25 @@ def register_blueprints(app: Flask) -> None:
         log,
         ops,
         sends,
+        suppressions,
+        unsubscribe,
         users,
     )
 
-    for module in (auth, users, accounts, compose, sends, dashboard, log, audit, ops, admin_sends):
+    for module in (
+        auth,
+        users,
+        accounts,
+        compose,
+        sends,
+        dashboard,
+        log,
+        audit,
+        ops,
+        admin_sends,
+        suppressions,
+        unsubscribe,
+    ):
         app.register_blueprint(module.bp)
     if app.config["ENV_MODE"] != PRODUCTION:
         app.register_blueprint(dev.bp)

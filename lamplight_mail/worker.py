@@ -10,7 +10,7 @@ from redis import RedisError
 from rq import SimpleWorker
 from sqlalchemy.exc import SQLAlchemyError
 
-from lamplight_mail import create_app, outbox
+from lamplight_mail import create_app, outbox, scheduling
 from lamplight_mail.extensions import db, get_redis
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class MailWorker(SimpleWorker):
 def sweep(*, force: bool = False) -> None:
     # A database or Redis outage must not stop the worker: the next sweep tries again.
     try:
+        scheduling.start_due()  # scheduled sends now due join the outbox first
         enqueued = outbox.sweep(force=force)
     except (SQLAlchemyError, RedisError):
         log.exception("outbox sweep failed; retrying at the next one")

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
-from lamplight_mail import audit, limits, outbox
+from lamplight_mail import audit, limits, outbox, preview
 from lamplight_mail.auth import admin_required
 from lamplight_mail.extensions import db
 from lamplight_mail.flagged import describe, flagged_sends, mailchimp_csv
@@ -25,6 +25,7 @@ def _render_flagged(form: ThresholdForm) -> str:
         "admin_sends/flagged.html",
         page=page,
         rows=describe(page.items),
+        messages={send.id: preview.of_send(send) for send in page.items},
         form=form,
         threshold=limits.flag_threshold(),
         mailchimp_url=MAILCHIMP_HELP_URL,
@@ -82,7 +83,12 @@ def release(send_id: int) -> BaseResponse | str:
             flash(f"Released send {send.id}: its {send.recipient_count:,} messages are queued.")
         return redirect(url_for("admin_sends.flagged"))
     (row,) = describe([send])
-    return render_template("admin_sends/release.html", row=row, mailchimp_url=MAILCHIMP_HELP_URL)
+    return render_template(
+        "admin_sends/release.html",
+        row=row,
+        message=preview.of_send(send),
+        mailchimp_url=MAILCHIMP_HELP_URL,
+    )
 
 
 @bp.route("/sends/<int:send_id>/cancel", methods=["GET", "POST"])
@@ -100,7 +106,12 @@ def cancel(send_id: int) -> BaseResponse | str:
         else:
             flash(f"Cancelled send {send.id}: {cancelled:,} messages will not be sent.")
         return redirect(url_for("admin_sends.flagged"))
-    return render_template("admin_sends/cancel.html", send=send)
+    return render_template(
+        "admin_sends/cancel.html",
+        send=send,
+        waiting=outbox.open_count(send.id),
+        message=preview.of_send(send),
+    )
 
 
 @bp.get("/sends/<int:send_id>/export")
