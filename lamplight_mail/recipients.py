@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
 
-from lamplight_mail.merge import column_key
+from lamplight_mail.delivery.merge import column_key
 
 MAX_NAME_LENGTH = 120  # Message.recipient_name
 MAX_RECIPIENTS = 50_000
