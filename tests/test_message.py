@@ -4,6 +4,8 @@ one-click unsubscribe, and the HTML version shown inert."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import html
 import io
 import re
@@ -15,6 +17,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from lamplight_mail.delivery import outbox
+from lamplight_mail.delivery.send_template import subject_line
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     Attachment,
@@ -577,3 +580,19 @@ def test_admins_read_the_message_on_the_flagged_release_and_cancel_pages(app, au
         assert "&lt;p&gt;Please &lt;em&gt;give&lt;/em&gt;&lt;/p&gt;" in page, url
         assert 'sandbox=""' in page, url
     assert "1 message will not be sent" in _page(browser.get(f"/admin/sends/{send_id}/cancel"))
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Hello Amy",
+        "Spring news from the café, Zoë — " * 4,
+        "x" * 200,
+        "a =?utf-8?q?x?= b",
+        "件名" * 40,
+    ],
+)
+def test_a_filled_subject_reads_back_as_written_in_lines_of_at_most_78(subject):
+    raw = b"From: a@b.example\r\n" + subject_line(subject) + b"\r\nbody\r\n"
+    assert email.message_from_bytes(raw, policy=email.policy.default)["Subject"] == subject
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78

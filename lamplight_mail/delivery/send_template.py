@@ -11,6 +11,7 @@ fast link, so doing it per recipient would halve a worker's throughput.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 import uuid
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from email.utils import formataddr
 
 from lamplight_mail.delivery import merge
-from lamplight_mail.delivery.mime import SMTP_POLICY, HeaderInjection, build_message, to_bytes
+from lamplight_mail.delivery.mime import HeaderInjection, build_message, to_bytes
 
 # Not a field anyone can type: filled with the recipient's unsubscribe link.
 UNSUBSCRIBE_FIELD = merge.Field("\0unsubscribe")
@@ -27,6 +28,10 @@ TEXT_FOOTER = "\n\n--\nTo stop receiving email from us: "
 HTML_FOOTER = '<p>To stop receiving email from us, <a href="'
 HTML_FOOTER_END = '">unsubscribe</a>.</p>'
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+# "Subject: " and the subject within 78 characters a line; an encoded-word of 39 bytes of UTF-8
+# is 64 characters with its =?utf-8?b? ?= frame, 73 after "Subject: ".
+_SUBJECT_PLAIN_MAX = 78 - len("Subject: ")
+_ENCODED_WORD_BYTES = 39
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,11 +169,30 @@ class SendTemplate:
         return lines.encode("ascii")
 
     def _subject_line(self, recipient: Recipient, values: dict[str, str]) -> bytes:
-        subject = self.subject.fill(values)
-        if "\r" in subject or "\n" in subject:
-            raise HeaderInjection("line breaks are not allowed in a mail header")
-        header = SMTP_POLICY.header_factory("Subject", subject)
-        return header.fold(policy=SMTP_POLICY).encode("ascii")
+        return subject_line(self.subject.fill(values))
+
+
+def subject_line(subject: str) -> bytes:
+    """The Subject header for a filled-in subject. The email package's folding costs more than
+    the rest of a recipient's message together, so: a short plain-ASCII subject as it is, any
+    other as RFC 2047 encoded-words (UTF-8, base64), each on a folded line of its own."""
+    if "\r" in subject or "\n" in subject:
+        raise HeaderInjection("line breaks are not allowed in a mail header")
+    if subject.isascii() and len(subject) <= _SUBJECT_PLAIN_MAX and "=?" not in subject:
+        return f"Subject: {subject}\r\n".encode("ascii")
+    words, chunk, size = [], [], 0
+    for character in subject:
+        width = len(character.encode("utf-8"))
+        if size + width > _ENCODED_WORD_BYTES:
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(character)
+        size += width
+    words.append("".join(chunk))
+    encoded = "\r\n ".join(
+        f"=?utf-8?b?{base64.b64encode(word.encode('utf-8')).decode('ascii')}?=" for word in words
+    )
+    return f"Subject: {encoded}\r\n".encode("ascii")
 
 
 def _clean(value: str) -> str:
