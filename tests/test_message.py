@@ -596,3 +596,24 @@ def test_a_filled_subject_reads_back_as_written_in_lines_of_at_most_78(subject):
     raw = b"From: a@b.example\r\n" + subject_line(subject) + b"\r\nbody\r\n"
     assert email.message_from_bytes(raw, policy=email.policy.default)["Subject"] == subject
     assert max(len(line) for line in raw.split(b"\r\n")) <= 78
+
+
+def test_releasing_a_flagged_send_leaves_out_who_was_listed_meanwhile(app, auth, browser):
+    auth.login_admin()
+    with app.app_context():
+        user, account = make_user(), make_account()
+        send = outbox.create_send(
+            user,
+            account,
+            [Recipient("amy@example.org"), Recipient("rory@example.org")],
+            "Held",
+            "Body\n",
+            flag_reason="Over the allowance.",
+        )
+        db.session.add(Suppression(email="rory@example.org", source="unsubscribe"))
+        db.session.commit()
+        send_id = send.id
+    browser.post(f"/admin/sends/{send_id}/release")
+    with app.app_context():
+        states = dict(db.session.execute(select(Message.recipient_email, Message.status)).all())
+    assert states == {"amy@example.org": "queued", "rory@example.org": "cancelled"}

@@ -25,7 +25,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import func, insert, select, update
 
 from lamplight_mail import attachments as attachment_store
-from lamplight_mail import audit
+from lamplight_mail import audit, suppressions
 from lamplight_mail.delivery import limits
 from lamplight_mail.delivery.mime import new_message_id
 from lamplight_mail.delivery.transactions import write_transaction
@@ -195,7 +195,9 @@ def flag_reason(account: EmailAccount, recipient_count: int) -> str | None:
 
 def release(send: Send, actor: User) -> None:
     """An admin lets a flagged send go: it is queued and delivery enqueued, or, when its
-    send_at is still to come, scheduled (commits)."""
+    send_at is still to come, scheduled (commits). Anyone put on the do-not-email list since
+    it was composed is left out."""
+    suppressions.leave_out(send.id)
     with write_transaction():
         # Checked under the lock, so two admins releasing at once release it once.
         db.session.refresh(send, with_for_update=True)

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from lamplight_mail import audit, suppressions
 from lamplight_mail.delivery import outbox
 from lamplight_mail.delivery.transactions import write_transaction
 from lamplight_mail.extensions import db
-from lamplight_mail.models import Message, MessageStatus, Send, SendStatus, User, utcnow
+from lamplight_mail.models import Send, SendStatus, User, utcnow
 
 log = logging.getLogger(__name__)
-
-SUPPRESSED_ANSWER = "Not sent: the address is on the do-not-email list."
 
 
 def start_due() -> list[int]:
@@ -43,7 +41,7 @@ def start(send: Send, actor: User | None) -> SendStatus:
     """Start a scheduled send now (commits): flagged when it no longer fits its account's
     allowance (unless an admin released it already), else queued and enqueued. `actor` is
     the person who chose "send now", None when it fell due."""
-    left_out = _leave_out_suppressed(send)
+    left_out = suppressions.leave_out(send.id)
     remaining = send.recipient_count - left_out
     reason = None if send.released_at else outbox.flag_reason(send.account, remaining)
     with write_transaction():
@@ -72,34 +70,3 @@ def start(send: Send, actor: User | None) -> SendStatus:
     else:
         log.info("scheduled send %s flagged when due: %s", send.id, reason)
     return send.status
-
-
-def _leave_out_suppressed(send: Send) -> int:
-    """Cancel the send's waiting messages to addresses put on the do-not-email list since it
-    was composed; returns how many (commits)."""
-    waiting = db.session.execute(
-        select(Message.id, Message.recipient_email).where(
-            Message.send_id == send.id, Message.status == MessageStatus.PENDING
-        )
-    ).all()
-    listed = suppressions.listed(email for _, email in waiting)
-    ids = [message_id for message_id, email in waiting if email.lower() in listed]
-    if not ids:
-        db.session.commit()
-        return 0
-    with write_transaction():
-        for at in range(0, len(ids), suppressions.CHUNK):
-            db.session.execute(
-                update(Message)
-                .where(
-                    Message.id.in_(ids[at : at + suppressions.CHUNK]),
-                    Message.status == MessageStatus.PENDING,
-                )
-                .values(
-                    status=MessageStatus.CANCELLED,
-                    last_response=SUPPRESSED_ANSWER,
-                    updated_at=utcnow(),
-                )
-                .execution_options(synchronize_session=False)
-            )
-    return len(ids)
