@@ -51,6 +51,8 @@ def test_compose_with_preview_and_an_attachment_then_read_it_on_the_send_page(
     frame = preview.frame_locator("iframe.message-html")
     expect(frame.locator("strong")).to_have_text("Ada")
     expect(frame.get_by_text("script ran")).to_have_count(0)
+    # Chromium paints a sandboxed frame only once it has been in view.
+    preview.locator("iframe.message-html").scroll_into_view_if_needed()
     screenshot(page, "compose-preview")
     assert live_app.smtp.recorder.messages == []
 
@@ -72,4 +74,5 @@ def test_compose_with_preview_and_an_attachment_then_read_it_on_the_send_page(
     expect(message.frame_locator("iframe.message-html").locator("strong")).to_have_text(
         "{first_name}"
     )
+    message.locator("iframe.message-html").scroll_into_view_if_needed()
     screenshot(page, "send-page")
