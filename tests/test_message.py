@@ -555,20 +555,24 @@ def _suppressed(app) -> list[str]:
         return list(db.session.scalars(select(Suppression.email)))
 
 
-def test_admins_read_the_message_on_the_flagged_release_and_cancel_pages(app, auth, browser):
-    auth.login_admin()
+def _flagged_send(app, addresses: list[str]) -> int:
+    """A send held for an admin (an operator's, through the single account); its id."""
     with app.app_context():
-        user, account = make_user(), make_account()
         send = outbox.create_send(
-            user,
-            account,
-            [Recipient("amy@example.org")],
+            make_user(),
+            make_account(),
+            [Recipient(address) for address in addresses],
             "Appeal",
             "Please give what you can, {first_name}.\n",
             "<p>Please <em>give</em></p>",
             flag_reason="Over the account's allowance.",
         )
-        send_id = send.id
+        return send.id
+
+
+def test_admins_read_the_message_on_the_flagged_release_and_cancel_pages(app, auth, browser):
+    auth.login_admin()
+    send_id = _flagged_send(app, ["amy@example.org"])
     for url in (
         "/admin/flagged",
         f"/admin/sends/{send_id}/release",
@@ -600,19 +604,10 @@ def test_a_filled_subject_reads_back_as_written_in_lines_of_at_most_78(subject):
 
 def test_releasing_a_flagged_send_leaves_out_who_was_listed_meanwhile(app, auth, browser):
     auth.login_admin()
+    send_id = _flagged_send(app, ["amy@example.org", "rory@example.org"])
     with app.app_context():
-        user, account = make_user(), make_account()
-        send = outbox.create_send(
-            user,
-            account,
-            [Recipient("amy@example.org"), Recipient("rory@example.org")],
-            "Held",
-            "Body\n",
-            flag_reason="Over the allowance.",
-        )
         db.session.add(Suppression(email="rory@example.org", source="unsubscribe"))
         db.session.commit()
-        send_id = send.id
     browser.post(f"/admin/sends/{send_id}/release")
     with app.app_context():
         states = dict(db.session.execute(select(Message.recipient_email, Message.status)).all())

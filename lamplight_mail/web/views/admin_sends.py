@@ -17,6 +17,7 @@ from lamplight_mail.web import message_view
 from lamplight_mail.web.access import admin_required
 from lamplight_mail.web.forms.flag_threshold import ThresholdForm
 from lamplight_mail.web.pagination import paginate
+from lamplight_mail.web.views.sends import confirm_cancel
 
 bp = Blueprint("admin_sends", __name__, url_prefix="/admin")
 
@@ -108,11 +109,8 @@ def cancel(send_id: int) -> BaseResponse | str:
         else:
             flash(f"Cancelled send {send.id}: {cancelled:,} messages will not be sent.")
         return redirect(url_for("admin_sends.flagged"))
-    return render_template(
-        "admin_sends/cancel.html",
-        send=send,
-        waiting=outbox.open_count(send.id),
-        message=message_view.of_send(send),
+    return confirm_cancel(
+        send, url_for("admin_sends.cancel", send_id=send.id), url_for("admin_sends.flagged")
     )
 
 

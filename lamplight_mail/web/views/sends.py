@@ -78,11 +78,21 @@ def cancel(send_id: int) -> BaseResponse | str:
                 f"Cancelled: {cancelled:,} message{'s' if cancelled != 1 else ''} will not be sent."
             )
         return redirect(url_for("sends.detail", send_id=send.id))
+    return confirm_cancel(
+        send, url_for("sends.cancel", send_id=send.id), url_for("sends.detail", send_id=send.id)
+    )
+
+
+def confirm_cancel(send: Send, action: str, back: str) -> str:
+    """The confirmation before withdrawing a send: how many messages will not be sent, and the
+    message itself (the sender's and the admins' cancel pages alike)."""
     return render_template(
         "sends/cancel.html",
         send=send,
         waiting=outbox.open_count(send.id),
         message=message_view.of_send(send),
+        action=action,
+        back=back,
     )
 
 
