@@ -17,7 +17,7 @@ from lamplight_mail.web import message_view
 from lamplight_mail.web.access import admin_required
 from lamplight_mail.web.forms.flag_threshold import ThresholdForm
 from lamplight_mail.web.pagination import paginate
-from lamplight_mail.web.views.sends import confirm_cancel
+from lamplight_mail.web.views.sends import confirm_cancel, withdraw
 
 bp = Blueprint("admin_sends", __name__, url_prefix="/admin")
 
@@ -102,12 +102,7 @@ def cancel(send_id: int) -> BaseResponse | str:
         flash(f"Send {send.id} is already {send.status.value}.")
         return redirect(url_for("admin_sends.flagged"))
     if request.method == "POST":
-        try:
-            cancelled = outbox.cancel(send, current_user)
-        except outbox.SendStateError as error:
-            flash(str(error), "error")
-        else:
-            flash(f"Cancelled send {send.id}: {cancelled:,} messages will not be sent.")
+        withdraw(send)
         return redirect(url_for("admin_sends.flagged"))
     return confirm_cancel(
         send, url_for("admin_sends.cancel", send_id=send.id), url_for("admin_sends.flagged")

@@ -69,18 +69,22 @@ def cancel(send_id: int) -> BaseResponse | str:
         flash(f"This send is {send.status.value}: there is nothing left to cancel.")
         return redirect(url_for("sends.detail", send_id=send.id))
     if request.method == "POST":
-        try:
-            cancelled = outbox.cancel(send, current_user)
-        except outbox.SendStateError as error:
-            flash(str(error), "error")
-        else:
-            flash(
-                f"Cancelled: {cancelled:,} message{'s' if cancelled != 1 else ''} will not be sent."
-            )
+        withdraw(send)
         return redirect(url_for("sends.detail", send_id=send.id))
     return confirm_cancel(
         send, url_for("sends.cancel", send_id=send.id), url_for("sends.detail", send_id=send.id)
     )
+
+
+def withdraw(send: Send) -> None:
+    """Cancel what has not gone yet, saying how many (or why not) on the next page."""
+    try:
+        cancelled = outbox.cancel(send, current_user)
+    except outbox.SendStateError as error:
+        flash(str(error), "error")
+    else:
+        plural = "s" if cancelled != 1 else ""
+        flash(f"Cancelled send {send.id}: {cancelled:,} message{plural} will not be sent.")
 
 
 def confirm_cancel(send: Send, action: str, back: str) -> str:
