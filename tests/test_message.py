@@ -612,3 +612,20 @@ def test_releasing_a_flagged_send_leaves_out_who_was_listed_meanwhile(app, auth,
     with app.app_context():
         states = dict(db.session.execute(select(Message.recipient_email, Message.status)).all())
     assert states == {"amy@example.org": "queued", "rory@example.org": "cancelled"}
+
+
+def test_a_post_without_a_valid_csrf_token_stores_no_attachment(app, browser, operator):
+    data = {
+        "recipients": "amy@example.org",
+        "subject": "Hello",
+        "body": "Hi\n",
+        "attachments": _file(PDF, "letter.pdf"),
+        "csrf_token": "forged",
+    }
+    boundary, body = encode_multipart(data)
+    response = browser.client.post(
+        "/compose", data=body, content_type=f"multipart/form-data; boundary={boundary}"
+    )
+    assert response.status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Attachment)) == 0

@@ -47,7 +47,8 @@ def compose() -> Response | str:
     audience: Audience | None = None
     shown: message_view.Shown | None = None
     valid = form.validate_on_submit()
-    # After validation, which would clear a refusal said on the attachments field.
+    # After validation, which would clear a refusal said on the attachments field. (A post
+    # without a valid CSRF token never gets here: CSRFProtect refuses it first.)
     held = _held_attachments(form) if form.is_submitted() else []
     if valid:
         audience = _audience(form)
