@@ -629,3 +629,44 @@ def test_a_post_without_a_valid_csrf_token_stores_no_attachment(app, browser, op
     assert response.status_code == 400
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Attachment)) == 0
+
+
+def test_retention_removes_attachments_with_their_send_and_unsent_uploads_after_a_day(app):
+    from lamplight_mail.ops import retention
+
+    with app.app_context():
+        user, account = make_user(), make_account()
+        old = utcnow() - timedelta(days=100)
+        unsent = Attachment(
+            user_id=user.id,
+            filename="a.pdf",
+            content_type="application/pdf",
+            size=1,
+            data=b"x",
+            created_at=old,
+        )
+        fresh = Attachment(
+            user_id=user.id, filename="b.pdf", content_type="application/pdf", size=1, data=b"y"
+        )
+        sent = Attachment(
+            user_id=user.id, filename="c.pdf", content_type="application/pdf", size=1, data=b"z"
+        )
+        db.session.add_all([unsent, fresh, sent])
+        db.session.commit()
+        send = outbox.create_send(
+            user,
+            account,
+            [Recipient("amy@example.org")],
+            "Old",
+            "Body\n",
+            extras=outbox.Extras(attachments=[sent]),
+        )
+        db.session.execute(Message.__table__.update().values(status="sent", created_at=old))
+        db.session.execute(Send.__table__.update().values(status="done", created_at=old))
+        db.session.commit()
+        send_id = send.id
+        db.session.expunge_all()
+        retention.purge(90)
+        assert db.session.get(Send, send_id) is None
+        names = list(db.session.scalars(select(Attachment.filename)))
+    assert names == ["b.pdf"]
