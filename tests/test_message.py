@@ -670,3 +670,10 @@ def test_retention_removes_attachments_with_their_send_and_unsent_uploads_after_
         assert db.session.get(Send, send_id) is None
         names = list(db.session.scalars(select(Attachment.filename)))
     assert names == ["b.pdf"]
+
+
+def test_unsubscribe_tokens_are_kept_out_of_log_lines():
+    from lamplight_mail.ops.structured_logs import redact_text
+
+    line = redact_text('127.0.0.1 - "POST /u/Xy_3-kLmNoPqRsTuVwXyZ0123456789ab HTTP/1.1" 200')
+    assert "Xy_3" not in line and "/u/[redacted]" in line
