@@ -19,6 +19,8 @@ def register_blueprints(app: Flask) -> None:
         oauth,
         ops,
         sends,
+        suppressions,
+        unsubscribe,
         users,
     )
 
@@ -34,6 +36,8 @@ def register_blueprints(app: Flask) -> None:
         audit,
         ops,
         admin_sends,
+        suppressions,
+        unsubscribe,
     ):
         app.register_blueprint(module.bp)
     if app.config["ENV_MODE"] != PRODUCTION:

@@ -13,9 +13,11 @@ from lamplight_mail.extensions import db
 from lamplight_mail.models import Send, SendStatus
 from lamplight_mail.providers import MAILCHIMP_HELP_URL
 from lamplight_mail.reporting.flagged import describe, flagged_sends, mailchimp_csv
+from lamplight_mail.web import message_view
 from lamplight_mail.web.access import admin_required
 from lamplight_mail.web.forms.flag_threshold import ThresholdForm
 from lamplight_mail.web.pagination import paginate
+from lamplight_mail.web.views.sends import confirm_cancel, withdraw
 
 bp = Blueprint("admin_sends", __name__, url_prefix="/admin")
 
@@ -26,6 +28,7 @@ def _render_flagged(form: ThresholdForm) -> str:
         "admin_sends/flagged.html",
         page=page,
         rows=describe(page.items),
+        messages={send.id: message_view.of_send(send) for send in page.items},
         form=form,
         threshold=limits.flag_threshold(),
         mailchimp_url=MAILCHIMP_HELP_URL,
@@ -83,7 +86,12 @@ def release(send_id: int) -> BaseResponse | str:
             flash(f"Released send {send.id}: its {send.recipient_count:,} messages are queued.")
         return redirect(url_for("admin_sends.flagged"))
     (row,) = describe([send])
-    return render_template("admin_sends/release.html", row=row, mailchimp_url=MAILCHIMP_HELP_URL)
+    return render_template(
+        "admin_sends/release.html",
+        row=row,
+        message=message_view.of_send(send),
+        mailchimp_url=MAILCHIMP_HELP_URL,
+    )
 
 
 @bp.route("/sends/<int:send_id>/cancel", methods=["GET", "POST"])
@@ -94,14 +102,11 @@ def cancel(send_id: int) -> BaseResponse | str:
         flash(f"Send {send.id} is already {send.status.value}.")
         return redirect(url_for("admin_sends.flagged"))
     if request.method == "POST":
-        try:
-            cancelled = outbox.cancel(send, current_user)
-        except outbox.SendStateError as error:
-            flash(str(error), "error")
-        else:
-            flash(f"Cancelled send {send.id}: {cancelled:,} messages will not be sent.")
+        withdraw(send)
         return redirect(url_for("admin_sends.flagged"))
-    return render_template("admin_sends/cancel.html", send=send)
+    return confirm_cancel(
+        send, url_for("admin_sends.cancel", send_id=send.id), url_for("admin_sends.flagged")
+    )
 
 
 @bp.get("/sends/<int:send_id>/export")
