@@ -86,7 +86,8 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "MAIL_JOB_SECONDS": float(env.get("LAMPLIGHT_MAIL_JOB_SECONDS", 60)),
         # The organisation's zone: every time on a page, and a compose's send_at.
         "TIMEZONE": env.get("LAMPLIGHT_MAIL_TIMEZONE", "Europe/London"),
-        # Unsubscribe links are built on it; unset, on the compose request's own host.
+        # Unsubscribe links and the OAuth redirect URI are built on it; unset (development
+        # only), on the request's own host.
         "PUBLIC_URL": (env.get("LAMPLIGHT_MAIL_PUBLIC_URL") or "").rstrip("/") or None,
         # Attachments: Gmail takes 25 MB a message and Office 365 about as much once encoded,
         # so 20 MB of files in all (each file within it) leaves room for base64's third.
@@ -96,8 +97,7 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         ),
         "DEV_SMTP_PORT": int(env.get("LAMPLIGHT_MAIL_DEV_SMTP_PORT", 1025)),
         # OAuth 2.0 (modern authentication): the providers' endpoints, so tests can point them at
-        # local servers; the public URL builds the redirect URI registered with them.
-        "PUBLIC_URL": (env.get("LAMPLIGHT_MAIL_PUBLIC_URL") or "").rstrip("/") or None,
+        # local servers.
         "MICROSOFT_AUTHORITY": env.get(
             "LAMPLIGHT_MAIL_MICROSOFT_AUTHORITY", "https://login.microsoftonline.com"
         ).rstrip("/"),

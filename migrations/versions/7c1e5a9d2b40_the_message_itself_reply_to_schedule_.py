@@ -5,7 +5,7 @@ recipient's merge values and unsubscribe token; attachments are stored once per 
 do-not-email list is a table of its own.
 
 Revision ID: 7c1e5a9d2b40
-Revises: 11037fd1ad73
+Revises: a7c3e9f1b2d4
 Create Date: 2026-12-01 04:30:00.000000
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '7c1e5a9d2b40'
-down_revision = '11037fd1ad73'
+down_revision = "a7c3e9f1b2d4"
 branch_labels = None
 depends_on = None
 
