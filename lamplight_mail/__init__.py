@@ -27,6 +27,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     register_logging(app)
     register_extensions(app)
+    register_security(app)
     register_blueprints(app)
     register_cli(app)
     register_template_helpers(app)
@@ -58,6 +59,13 @@ def register_extensions(app: Flask) -> None:
     app.before_request(begin_form_writes_immediately)
     init_login(app)
     init_redis(app)
+
+
+def register_security(app: Flask) -> None:
+    """What every request goes through, before the blueprints' rules are added."""
+    from lamplight_mail import url_params
+
+    url_params.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
