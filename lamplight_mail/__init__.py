@@ -63,9 +63,10 @@ def register_extensions(app: Flask) -> None:
 
 def register_security(app: Flask) -> None:
     """What every request goes through, before the blueprints' rules are added."""
-    from lamplight_mail import url_params
+    from lamplight_mail import security_headers, url_params
 
     url_params.init_app(app)
+    security_headers.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
