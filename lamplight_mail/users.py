@@ -22,8 +22,17 @@ def any_user_exists() -> bool:
     return db.session.scalar(select(func.count()).select_from(User)) > 0
 
 
+class CannotDeactivateSelf(ValueError):
+    """An admin may not lock themselves out."""
+
+
 def _admin_count() -> int:
-    return db.session.scalar(select(func.count()).select_from(User).where(User.role == Role.ADMIN))
+    """Admins who can still log in."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.role == Role.ADMIN, User.is_active_user)
+    )
 
 
 def find_by_email(email: str) -> User | None:
@@ -73,6 +82,29 @@ def update_user(user: User, email: str, name: str, role: Role, password: str | N
     user.email, user.name, user.role = email, name.strip(), Role(role)
     if password:
         user.set_password(password)
+        user.end_sessions()  # whoever knew the old password is logged out everywhere
         changes["password"] = True
     if changes:
         audit.record("user.updated", "user", user.id, f"Changed user {user.email}", changes)
+
+
+def deactivate_user(user: User, actor: User) -> None:
+    """The user can no longer log in and every session of theirs ends now (the caller
+    commits). Their history (sends, audit entries) stays."""
+    if user.id == actor.id:
+        raise CannotDeactivateSelf("You cannot deactivate yourself: ask another admin.")
+    if user.is_admin and user.is_active_user and _admin_count() == 1:
+        raise LastAdmin("This is the only admin: make someone else an admin first.")
+    if not user.is_active_user:
+        return
+    user.is_active_user = False
+    user.end_sessions()
+    audit.record("user.deactivated", "user", user.id, f"Deactivated {user.email}", actor=actor)
+
+
+def reactivate_user(user: User, actor: User) -> None:
+    """The user may log in again, with their existing password (the caller commits)."""
+    if user.is_active_user:
+        return
+    user.is_active_user = True
+    audit.record("user.reactivated", "user", user.id, f"Reactivated {user.email}", actor=actor)

@@ -43,17 +43,28 @@ def login() -> Response | str:
     form = LoginForm()
     if form.validate_on_submit():
         user = users.find_by_email(form.email.data)
-        if user is not None and user.check_password(form.password.data) and user.is_active:
-            login_user(user)
-            return redirect(_safe_next(request.args.get("next")) or url_for("auth.index"))
-        # One message for both cases, so the form does not reveal which addresses have accounts.
-        form.password.errors.append("That email address and password do not match.")
+        if user is not None and user.check_password(form.password.data):
+            if user.is_active:
+                login_user(user)
+                return redirect(_safe_next(request.args.get("next")) or url_for("auth.index"))
+            # Said only to whoever knows the password.
+            form.password.errors.append(
+                "This user has been deactivated. Ask an admin if you need to log in again."
+            )
+        else:
+            # One message for both cases, so the form does not reveal which addresses have
+            # accounts.
+            form.password.errors.append("That email address and password do not match.")
     return render_template("auth/login.html", form=form)
 
 
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
+    # Ends this user's every session, not only this cookie: a copy taken from this browser
+    # (or a session left open elsewhere) stops working too.
+    current_user.end_sessions()
+    db.session.commit()
     logout_user()
     flash("You have logged out.", "info")
     return redirect(url_for("auth.login"))
