@@ -102,6 +102,15 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "MAIL_MAX_ATTEMPTS": int(env.get("LAMPLIGHT_MAIL_MAX_ATTEMPTS", 8)),
         "MAIL_BATCH_SIZE": int(env.get("LAMPLIGHT_MAIL_BATCH_SIZE", 100)),
         "MAIL_JOB_SECONDS": float(env.get("LAMPLIGHT_MAIL_JOB_SECONDS", 60)),
+        # Throttles (see throttle.py): failed log-ins per account and per client address, and
+        # what one user may do per window where each action costs real work.
+        "LOGIN_FAILURES_PER_ACCOUNT": int(env.get("LAMPLIGHT_MAIL_LOGIN_FAILURES_PER_ACCOUNT", 10)),
+        "LOGIN_FAILURES_PER_ADDRESS": int(env.get("LAMPLIGHT_MAIL_LOGIN_FAILURES_PER_ADDRESS", 30)),
+        "LOGIN_WINDOW_SECONDS": int(env.get("LAMPLIGHT_MAIL_LOGIN_WINDOW_SECONDS", 15 * 60)),
+        "COMPOSE_POSTS_PER_WINDOW": int(env.get("LAMPLIGHT_MAIL_COMPOSE_POSTS", 60)),
+        "COMPOSE_WINDOW_SECONDS": int(env.get("LAMPLIGHT_MAIL_COMPOSE_WINDOW_SECONDS", 60 * 60)),
+        "ACCOUNT_TESTS_PER_WINDOW": int(env.get("LAMPLIGHT_MAIL_ACCOUNT_TESTS", 20)),
+        "ACCOUNT_TEST_WINDOW_SECONDS": int(env.get("LAMPLIGHT_MAIL_ACCOUNT_TEST_WINDOW", 10 * 60)),
         "DEV_SMTP_PORT": int(env.get("LAMPLIGHT_MAIL_DEV_SMTP_PORT", 1025)),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import secrets
+
 from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from lamplight_mail import audit
 from lamplight_mail.extensions import db
@@ -33,6 +37,22 @@ def _admin_count() -> int:
         .select_from(User)
         .where(User.role == Role.ADMIN, User.is_active_user)
     )
+
+
+@functools.cache
+def _dummy_password_hash() -> str:
+    # Same method and cost as real hashes, of a password nobody knows.
+    return generate_password_hash(secrets.token_urlsafe(32))
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The user with this email and password (active or not), else None. An unknown email
+    costs one password hash too, so the time taken does not tell which addresses have users."""
+    user = find_by_email(email)
+    if user is None:
+        check_password_hash(_dummy_password_hash(), password)
+        return None
+    return user if user.check_password(password) else None
 
 
 def find_by_email(email: str) -> User | None:

@@ -1,0 +1,90 @@
+"""Issue 10, item 11: failed log-ins are throttled by account and by client address (Redis),
+with a clear message, and an unknown email costs a password hash like a known one."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from tests.conftest import PASSWORD
+
+WRONG = "not the password at all"
+
+
+def _login(browser, email: str, password: str, address: str = "192.0.2.1"):
+    return browser.post(
+        "/login",
+        {"email": email, "password": password},
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def test_ten_wrong_passwords_lock_the_account_even_with_the_right_one(auth, browser):
+    auth.create_user("olive@charity.example")
+    for attempt in range(10):
+        page = _login(browser, "olive@charity.example", WRONG, f"192.0.2.{attempt}")
+        assert "do not match" in page.get_data(as_text=True)
+    # The 11th try, from yet another address and with the right password, is refused.
+    response = _login(browser, "olive@charity.example", PASSWORD, "198.51.100.7")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Too many failed log-ins for this account or from your network" in page
+    assert "Try again in 15 minutes" in page
+    assert browser.get("/compose").status_code == 302  # not logged in
+    # Another user is not affected.
+    auth.create_user("amy@charity.example")
+    assert _login(browser, "amy@charity.example", PASSWORD, "198.51.100.7").status_code == 302
+
+
+def test_one_address_trying_many_accounts_is_stopped(auth, browser):
+    auth.create_user("olive@charity.example")
+    for attempt in range(30):
+        _login(browser, f"guess{attempt}@charity.example", WRONG, "203.0.113.9")
+    page = _login(browser, "olive@charity.example", PASSWORD, "203.0.113.9")
+    assert "Too many failed log-ins" in page.get_data(as_text=True)
+    # The same user from their own address is let in.
+    assert _login(browser, "olive@charity.example", PASSWORD, "192.0.2.50").status_code == 302
+
+
+def test_a_successful_login_clears_the_accounts_failures(auth, browser):
+    auth.create_user("olive@charity.example")
+    for attempt in range(9):
+        _login(browser, "olive@charity.example", WRONG, f"192.0.2.{attempt}")
+    assert _login(browser, "olive@charity.example", PASSWORD).status_code == 302
+    auth.logout()
+    for attempt in range(9):
+        _login(browser, "olive@charity.example", WRONG, f"192.0.2.{attempt}")
+    assert _login(browser, "olive@charity.example", PASSWORD).status_code == 302
+
+
+def test_the_throttle_window_ends(app, auth, browser, redis_client):
+    app.config["LOGIN_WINDOW_SECONDS"] = 2
+    auth.create_user("olive@charity.example")
+    for attempt in range(10):
+        _login(browser, "olive@charity.example", WRONG, f"192.0.2.{attempt}")
+    assert "Too many" in _login(browser, "olive@charity.example", PASSWORD).get_data(as_text=True)
+    # Wait for the counter to expire in Redis itself, then the right password works.
+    deadline = time.monotonic() + 30
+    while any(redis_client.scan_iter("lamplight:throttle:login-account:*")):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert _login(browser, "olive@charity.example", PASSWORD).status_code == 302
+
+
+def _median_seconds(browser, email: str, first_address: int) -> float:
+    times = []
+    for attempt in range(5):
+        started = time.perf_counter()
+        _login(browser, email, WRONG, f"10.0.{first_address}.{attempt}")
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def test_an_unknown_email_costs_a_password_hash_like_a_known_one(auth, browser):
+    """Before: 259 ms for a known email, 5 ms for an unknown one. A hash takes the same time
+    either way; the margin (a third) absorbs a loaded machine."""
+    auth.create_user("olive@charity.example")
+    _login(browser, "warm-up@charity.example", WRONG, "10.9.9.9")  # the dummy hash, made once
+    known = _median_seconds(browser, "olive@charity.example", 1)
+    unknown = _median_seconds(browser, "nobody@charity.example", 2)
+    assert unknown > known / 3, (known, unknown)
