@@ -102,7 +102,7 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "MAIL_MAX_ATTEMPTS": int(env.get("LAMPLIGHT_MAIL_MAX_ATTEMPTS", 8)),
         "MAIL_BATCH_SIZE": int(env.get("LAMPLIGHT_MAIL_BATCH_SIZE", 100)),
         "MAIL_JOB_SECONDS": float(env.get("LAMPLIGHT_MAIL_JOB_SECONDS", 60)),
-        # Throttles (see throttle.py): failed log-ins per account and per client address, and
+        # Throttles (see web/throttle.py): failed log-ins per account and per client address, and
         # what one user may do per window where each action costs real work.
         "LOGIN_FAILURES_PER_ACCOUNT": int(env.get("LAMPLIGHT_MAIL_LOGIN_FAILURES_PER_ACCOUNT", 10)),
         "LOGIN_FAILURES_PER_ADDRESS": int(env.get("LAMPLIGHT_MAIL_LOGIN_FAILURES_PER_ADDRESS", 30)),

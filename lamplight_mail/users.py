@@ -10,8 +10,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from lamplight_mail import audit
 from lamplight_mail.extensions import db
-from lamplight_mail.forms.validators import normalise_email
 from lamplight_mail.models import Role, User
+from lamplight_mail.web.forms.validators import normalise_email
 
 
 class DuplicateEmail(ValueError):

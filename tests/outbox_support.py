@@ -15,7 +15,8 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy import select
 
-from lamplight_mail import accounts, outbox
+from lamplight_mail.accounts import editing
+from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     AccountKind,
@@ -68,7 +69,7 @@ def make_account(
         connection_cap=connection_cap,
     )
     if password is not None:
-        accounts.set_password(account, password)
+        editing.set_password(account, password)
     db.session.add(account)
     db.session.commit()
     return account

@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 from rq import Queue
 from rq.serializers import DefaultSerializer
 
+from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import get_redis
 from tests.outbox_support import FAST_WORKER_SETTINGS, PROJECT_ROOT, queued_job_args, worker_command
 
@@ -111,7 +112,7 @@ def test_jobs_are_json_with_ids_only(app, auth, browser):
     assert job_keys
     for key in job_keys:
         func, _instance, args, _kwargs = json.loads(zlib.decompress(redis.hget(key, "data")))
-        assert (func, args) == ("lamplight_mail.jobs.deliver", [account_id])
+        assert (func, args) == (outbox.DELIVER_JOB, [account_id])
 
 
 class _RunsCode:
@@ -132,7 +133,7 @@ def test_a_pickled_job_planted_in_redis_runs_no_code(app, worker_env, tmp_path):
             connection=get_redis(app),
             serializer=DefaultSerializer,
         )
-        planted.enqueue("lamplight_mail.jobs.deliver", _RunsCode(marker))
+        planted.enqueue(outbox.DELIVER_JOB, _RunsCode(marker))
     result = subprocess.run(
         worker_command("--burst"),
         env={**worker_env, **FAST_WORKER_SETTINGS},
