@@ -64,10 +64,11 @@ def register_extensions(app: Flask) -> None:
 
 def register_security(app: Flask) -> None:
     """What every request goes through, before the blueprints' rules are added."""
-    from lamplight_mail.web import security_headers, url_params
+    from lamplight_mail.web import outage, security_headers, url_params
 
     url_params.init_app(app)
     security_headers.init_app(app)
+    outage.init_app(app)
 
 
 def register_cli(app: Flask) -> None:
