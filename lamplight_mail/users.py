@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import secrets
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from lamplight_mail import audit
@@ -20,6 +20,21 @@ class DuplicateEmail(ValueError):
 
 class LastAdmin(ValueError):
     """Refused: the change would leave nobody able to administer the app."""
+
+
+# Any fixed number: the key of the PostgreSQL advisory lock that first-run setups queue on.
+FIRST_RUN_LOCK_KEY = 7_224_193_301
+
+
+def lock_for_first_run() -> None:
+    """Make first-run setup one at a time, so concurrent posts to /setup create one admin.
+
+    Call before checking whether any user exists, in the transaction that creates the admin;
+    the lock lasts until it commits or rolls back. On PostgreSQL that is an advisory lock
+    (the next setup then sees the committed admin and stops). A SQLite form post already
+    holds the database's write lock from its first statement (begin_form_writes_immediately)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FIRST_RUN_LOCK_KEY})
 
 
 def any_user_exists() -> bool:

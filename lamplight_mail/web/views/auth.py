@@ -96,6 +96,8 @@ def logout() -> Response:
 
 @bp.route("/setup", methods=["GET", "POST"])
 def setup() -> Response | str:
+    if request.method == "POST":
+        users.lock_for_first_run()  # concurrent posts: one admin, the others get the 404
     if users.any_user_exists():
         abort(404)
     form = SetupForm()
