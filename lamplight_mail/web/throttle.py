@@ -113,3 +113,11 @@ def in_words(seconds: int) -> str:
         minutes = math.ceil(seconds / 60)
         return f"{minutes} minutes"
     return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def refusal(what: str, wait: int) -> str:
+    """The message for a user over their limit, e.g. what="sent this form"."""
+    return (
+        f"You have {what} many times in a short while. To keep the service running for "
+        f"everyone, please wait {in_words(wait)} before trying again."
+    )

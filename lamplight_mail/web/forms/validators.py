@@ -24,6 +24,18 @@ class NoLineBreaks:
             raise ValidationError(self.message.format(name=describe_character(found)))
 
 
+class MaxLines:
+    """At most `maximum` lines (blank ones included): counted before anything reads them."""
+
+    def __init__(self, maximum: int, message: str) -> None:
+        self.maximum = maximum
+        self.message = message
+
+    def __call__(self, form: Form, field: Field) -> None:
+        if isinstance(field.data, str) and len(field.data.splitlines()) > self.maximum:
+            raise ValidationError(self.message)
+
+
 class EmailAddress:
     """A deliverable-looking address (syntax only: no DNS look-up from a form)."""
 

@@ -10,32 +10,49 @@ from lamplight_mail.accounts import resolution
 from lamplight_mail.delivery import outbox
 from lamplight_mail.models import EmailAccount
 from lamplight_mail.recipients import MAX_RECIPIENTS, RecipientList, UnreadableFile, collect
+from lamplight_mail.web import throttle
 from lamplight_mail.web.forms.compose import ComposeForm
 
 bp = Blueprint("compose", __name__)
 
 
+# The problems table lists this many lines; the rest are counted (and stay in the box).
+MAX_PROBLEMS_SHOWN = 100
+
+
 @bp.route("/compose", methods=["GET", "POST"])
-def compose() -> Response | str:
+def compose() -> Response | str | tuple[str, int]:
     account = resolution.resolve_sending_account(current_user)
     form = ComposeForm()
     listing: RecipientList | None = None
+    if form.is_submitted():
+        # Each post can cost seconds of parsing and checking: a user gets so many an hour.
+        wait = throttle.take(throttle.COMPOSE_BY_USER, str(current_user.id))
+        if wait is not None:
+            form.form_errors.append(throttle.refusal("sent this form", wait))
+            return _render(form, account, None), 429
     if form.validate_on_submit():
         listing = _read_recipients(form)
         if listing is not None and _acceptable(form, listing, account):
             return _send(form, listing, account)
-    elif form.is_submitted() and not form.recipients_file.errors:
+    elif form.is_submitted() and not (form.recipients.errors or form.recipients_file.errors):
+        # Read only what passed the size checks: an oversized list is refused unread.
         listing = _read_recipients(form)
     if listing is not None and form.recipients_file.data:
         # A browser cannot put a file back into the form: its rows join the typed ones.
         form.recipients.data = listing.as_text()
         flash(f"The rows of {_filename(form)} are now in the recipients box.", "info")
+    return _render(form, account, listing)
+
+
+def _render(form: ComposeForm, account: EmailAccount | None, listing: RecipientList | None) -> str:
     return render_template(
         "compose/compose.html",
         form=form,
         account=account,
         own_account=resolution.own_account(current_user),
         listing=listing,
+        problems_shown=MAX_PROBLEMS_SHOWN,
     )
 
 
