@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
+from tests.ci_support import unavailable
 from tests.outbox_support import PROJECT_ROOT, WorkerProcess
 from tests.smtp_servers import SMTPServer, free_port
 
@@ -49,14 +50,8 @@ STARTUP_SECONDS = 60.0
 SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def _unavailable(reason: str) -> NoReturn:
-    if _in_ci():
-        pytest.fail(f"{reason}; CI must run the browser tests, so this is a failure", pytrace=False)
-    pytest.skip(reason)
+    unavailable(reason, "browser tests")
 
 
 @pytest.fixture(scope="session")
