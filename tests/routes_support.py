@@ -9,6 +9,11 @@ from cryptography.fernet import Fernet
 from flask import Flask
 
 from lamplight_mail import create_app
+from lamplight_mail.extensions import db
+from lamplight_mail.models import Role, SendStatus, User
+from tests.conftest import AuthActions, Browser
+from tests.limits_support import make_send
+from tests.outbox_support import make_account
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,57 @@ def all_routes() -> list[Route]:
         if method in rule.methods
     }
     return sorted(routes, key=lambda route: (route.rule, route.method))
+
+
+@dataclass
+class World:
+    """The people and things route arguments point at, and one logged-in browser each."""
+
+    values: dict[str, int | str]
+    browsers: dict[str, Browser]  # anonymous, other operator, operator, admin
+
+    def url(self, route: Route) -> str:
+        return route.url(**{k: v for k, v in self.values.items() if f"{k}>" in route.rule})
+
+
+def make_world(app: Flask) -> World:
+    """An admin; an operator with an account of their own and a flagged send; another operator;
+    the single account. Accounts point at a closed local port, so a test fails fast."""
+
+    def browser_for(email: str | None) -> Browser:
+        browser = Browser(app.test_client())
+        if email:
+            assert AuthActions(app, browser).login(email).status_code == 302
+        return browser
+
+    actions = AuthActions(app, Browser(app.test_client()))
+    actions.create_user("admin@charity.example", Role.ADMIN, "Ada Admin")
+    operator_id = actions.create_user("olive@charity.example", Role.OPERATOR, "Olive")
+    other_id = actions.create_user("otto@charity.example", Role.OPERATOR, "Otto")
+    with app.app_context():
+        operator = db.session.get(User, operator_id)
+        account = make_account(owner=operator)
+        make_account(from_email="office@charity.example")
+        send = make_send(
+            operator,
+            account,
+            [("amy@example.org", "Amy")],
+            status=SendStatus.FLAGGED,
+            flag_reason="over the limit",
+        )
+        db.session.commit()
+        values = {
+            "account_id": account.id,
+            "send_id": send.id,
+            "user_id": other_id,
+            "name": "nothing-caught.eml",
+        }
+    return World(
+        values,
+        {
+            "anonymous": browser_for(None),
+            "other operator": browser_for("otto@charity.example"),
+            "operator": browser_for("olive@charity.example"),
+            "admin": browser_for("admin@charity.example"),
+        },
+    )

@@ -4,17 +4,11 @@ every route that changes state. A route with no rule here fails the first test."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from flask import Flask
 
-from lamplight_mail.extensions import db
-from lamplight_mail.models import Role, SendStatus, User
-from tests.conftest import AuthActions, Browser
-from tests.limits_support import make_send
-from tests.outbox_support import make_account
-from tests.routes_support import Route, all_routes
+from tests.conftest import Browser
+from tests.routes_support import Route, World, all_routes, make_world
 
 PUBLIC = "public"  # anyone, logged in or not
 USER = "user"  # any logged-in user, acting on their own things
@@ -70,53 +64,9 @@ def test_every_route_has_a_rule():
     assert not sorted(RULES.keys() - endpoints), "RULES names endpoints that no longer exist"
 
 
-@dataclass
-class World:
-    """The people and things the URLs point at; one browser per visitor."""
-
-    values: dict[str, int | str]
-    browsers: dict[str, Browser]
-
-
 @pytest.fixture
 def world(app: Flask) -> World:
-    def browser_for(email: str | None) -> Browser:
-        browser = Browser(app.test_client())
-        if email:
-            assert AuthActions(app, browser).login(email).status_code == 302
-        return browser
-
-    actions = AuthActions(app, Browser(app.test_client()))
-    actions.create_user("admin@charity.example", Role.ADMIN, "Ada Admin")
-    operator_id = actions.create_user("olive@charity.example", Role.OPERATOR, "Olive")
-    other_id = actions.create_user("otto@charity.example", Role.OPERATOR, "Otto")
-    with app.app_context():
-        operator = db.session.get(User, operator_id)
-        account = make_account(owner=operator)
-        make_account(from_email="office@charity.example")
-        send = make_send(
-            operator,
-            account,
-            [("amy@example.org", "Amy")],
-            status=SendStatus.FLAGGED,
-            flag_reason="over the limit",
-        )
-        db.session.commit()
-        values = {
-            "account_id": account.id,
-            "send_id": send.id,
-            "user_id": other_id,
-            "name": "nothing-caught.eml",
-        }
-    return World(
-        values,
-        {
-            "anonymous": browser_for(None),
-            "other operator": browser_for("otto@charity.example"),
-            "operator": browser_for("olive@charity.example"),
-            "admin": browser_for("admin@charity.example"),
-        },
-    )
+    return make_world(app)
 
 
 def _request(browser: Browser, route: Route, url: str):
@@ -130,7 +80,7 @@ def _to_login(response) -> bool:
 @pytest.mark.parametrize("route", ROUTES, ids=str)
 def test_authorisation_matrix_and_csrf(world: World, route: Route):
     rule = RULES[route.endpoint]
-    url = route.url(**{k: v for k, v in world.values.items() if f"{k}>" in route.rule})
+    url = world.url(route)
     if route.method == "POST":
         _assert_csrf_refused(world, route, rule, url)  # first: nothing may have changed yet
     # The admin last: its POSTs may change what the others would see (delete, deactivate).

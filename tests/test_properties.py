@@ -13,14 +13,10 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lamplight_mail.extensions import db
 from lamplight_mail.headers import header_breaking_character
-from lamplight_mail.models import Role, SendStatus, User
 from lamplight_mail.recipients import UnreadableFile, read_csv, read_lines
-from tests.conftest import AuthActions, Browser
-from tests.limits_support import make_send
-from tests.outbox_support import make_account
-from tests.routes_support import all_routes
+from tests.conftest import Browser
+from tests.routes_support import World, all_routes, make_world
 
 # Anything a browser can send: every code point but lone surrogates (not encodable as UTF-8).
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)
@@ -94,33 +90,13 @@ class _Forms(HTMLParser):
             self._current = None
 
 
-def _world(app: Flask) -> tuple[Browser, Browser, dict[str, int | str]]:
-    """An admin and an operator logged in, with an account each and a flagged send."""
-    actions = AuthActions(app, Browser(app.test_client()))
-    actions.create_user("admin@charity.example", Role.ADMIN, "Ada Admin")
-    operator_id = actions.create_user("olive@charity.example", Role.OPERATOR, "Olive")
-    other_id = actions.create_user("otto@charity.example", Role.OPERATOR, "Otto")
-    with app.app_context():
-        operator = db.session.get(User, operator_id)
-        account = make_account(owner=operator)  # a closed local port: tests fail fast
-        make_account(from_email="office@charity.example")
-        send = make_send(
-            operator, account, [("amy@example.org", "Amy")], status=SendStatus.FLAGGED
-        )
-        db.session.commit()
-        ids = {"account_id": account.id, "send_id": send.id, "user_id": other_id, "name": "x.eml"}
-    admin, operator_browser = Browser(app.test_client()), Browser(app.test_client())
-    assert AuthActions(app, admin).login("admin@charity.example").status_code == 302
-    assert AuthActions(app, operator_browser).login("olive@charity.example").status_code == 302
-    return admin, operator_browser, ids
-
-
-def _forms(browser: Browser, ids: dict[str, int | str]) -> dict[str, set[str]]:
+def _forms(world: World, who: str) -> dict[str, set[str]]:
+    browser = world.browsers[who]
     forms: dict[str, set[str]] = {}
     for route in all_routes():
         if route.method != "GET":
             continue
-        url = route.url(**{k: v for k, v in ids.items() if f"{k}>" in route.rule})
+        url = world.url(route)
         response = browser.get(url)
         if response.mimetype != "text/html" or response.status_code != 200:
             continue
@@ -141,10 +117,10 @@ class Fuzzing:
 @pytest.fixture
 def fuzzing(app: Flask) -> Fuzzing:
     app.config.update(COMPOSE_POSTS_PER_WINDOW=10_000, ACCOUNT_TESTS_PER_WINDOW=10_000)
-    admin, operator, ids = _world(app)
-    browsers = {"admin": admin, "operator": operator}
+    world = make_world(app)
+    browsers = {who: world.browsers[who] for who in ("admin", "operator")}
     # Crawled once: every example of a test runs against the same world.
-    return Fuzzing(browsers, {who: _forms(browser, ids) for who, browser in browsers.items()})
+    return Fuzzing(browsers, {who: _forms(world, who) for who in browsers})
 
 
 def test_the_crawl_finds_the_forms(fuzzing):

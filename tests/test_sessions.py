@@ -41,19 +41,19 @@ def test_logout_ends_the_users_other_sessions_too(app, auth, browser):
     assert other.get("/compose").status_code == 302
 
 
+def _new_password(browser: Browser, user_id: int, name: str, email: str, role: str):
+    """An admin gives the user a new password on the user form."""
+    return browser.post(
+        f"/admin/users/{user_id}/edit",
+        {"name": name, "email": email, "role": role, "password": "a brand new password"},
+    )
+
+
 def test_a_password_change_ends_the_users_sessions(app, auth, browser):
     operator_id = auth.create_user("olive@charity.example", Role.OPERATOR, "Olive")
     olive = _logged_in_elsewhere(app, "olive@charity.example")
     auth.login_admin()
-    response = browser.post(
-        f"/admin/users/{operator_id}/edit",
-        {
-            "name": "Olive",
-            "email": "olive@charity.example",
-            "role": "operator",
-            "password": "a brand new password",
-        },
-    )
+    response = _new_password(browser, operator_id, "Olive", "olive@charity.example", "operator")
     assert response.status_code == 302
     assert olive.get("/compose").status_code == 302
     assert browser.get("/admin/users").status_code == 200  # the admin's own session goes on
@@ -61,15 +61,7 @@ def test_a_password_change_ends_the_users_sessions(app, auth, browser):
 
 def test_an_admin_changing_their_own_password_stays_logged_in(app, auth, browser):
     admin_id = auth.login_admin()
-    response = browser.post(
-        f"/admin/users/{admin_id}/edit",
-        {
-            "name": "Ada Admin",
-            "email": "admin@charity.example",
-            "role": "admin",
-            "password": "a brand new password",
-        },
-    )
+    response = _new_password(browser, admin_id, "Ada Admin", "admin@charity.example", "admin")
     assert response.status_code == 302
     assert browser.get("/admin/users").status_code == 200
 
