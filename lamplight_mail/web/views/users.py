@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 from lamplight_mail import users
 from lamplight_mail.extensions import db
 from lamplight_mail.models import User
+from lamplight_mail.web import throttle
 from lamplight_mail.web.access import admin_required
 from lamplight_mail.web.forms.auth import UserForm
 from lamplight_mail.web.pagination import paginate
@@ -61,6 +62,10 @@ def edit(user_id: int) -> Response | str:
             form.role.errors.append(str(error))
         else:
             db.session.commit()
+            if form.password.data:
+                # What the log-in page tells a locked-out user to ask for: the failures
+                # counted against the old password no longer hold the account.
+                throttle.clear(throttle.LOGIN_BY_ACCOUNT, user.email)
             if user.id == current_user.id:
                 # A new password ended the admin's own sessions too; this one carries on.
                 login_user(user)
