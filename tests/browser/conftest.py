@@ -97,7 +97,17 @@ def page(
     )
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     tab = context.new_page()
+    # The CSP has no unsafe-inline: an inline script or style added to a template is blocked
+    # in a real browser, which says so on the console. Any such message fails the test.
+    blocked: list[str] = []
+    tab.on(
+        "console",
+        lambda message: blocked.append(message.text)
+        if "Content Security Policy" in message.text
+        else None,
+    )
     yield tab
+    assert not blocked, f"the Content-Security-Policy blocked something: {blocked}"
     if _failed(request):
         tab.screenshot(path=tmp_path / "failure.png", full_page=True)
         (tmp_path / "failure.html").write_text(tab.content())
