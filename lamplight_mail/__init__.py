@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from lamplight_mail.config import load_config
 from lamplight_mail.web import register_blueprints
@@ -69,6 +70,11 @@ def register_security(app: Flask) -> None:
     url_params.init_app(app)
     security_headers.init_app(app)
     outage.init_app(app)
+    hops = app.config["PROXY_HOPS"]
+    if hops:
+        # Only as many forwarded hops as there are proxies: a client cannot forge its address
+        # (and so its log-in throttle) by sending X-Forwarded-For itself.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 def register_cli(app: Flask) -> None:

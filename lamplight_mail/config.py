@@ -102,6 +102,9 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "MAIL_MAX_ATTEMPTS": int(env.get("LAMPLIGHT_MAIL_MAX_ATTEMPTS", 8)),
         "MAIL_BATCH_SIZE": int(env.get("LAMPLIGHT_MAIL_BATCH_SIZE", 100)),
         "MAIL_JOB_SECONDS": float(env.get("LAMPLIGHT_MAIL_JOB_SECONDS", 60)),
+        # Reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust (0: none,
+        # the connection's own address is the client's). Log-in throttling counts by it.
+        "PROXY_HOPS": int(env.get("LAMPLIGHT_MAIL_PROXY_HOPS", 0)),
         # Throttles (see web/throttle.py): failed log-ins per account and per client address, and
         # what one user may do per window where each action costs real work.
         "LOGIN_FAILURES_PER_ACCOUNT": int(env.get("LAMPLIGHT_MAIL_LOGIN_FAILURES_PER_ACCOUNT", 10)),

@@ -113,3 +113,37 @@ def test_a_new_password_from_an_admin_lets_a_locked_out_user_in(app, auth, brows
     )
     assert response.status_code == 302
     assert _login(browser, "olive@charity.example", "a brand new password").status_code == 302
+
+
+def _login_via_proxy(browser, email: str, password: str, forwarded_for: str):
+    return browser.post(
+        "/login",
+        {"email": email, "password": password},
+        headers={"X-Forwarded-For": forwarded_for},
+        environ_base={"REMOTE_ADDR": "10.0.0.2"},  # the proxy
+    )
+
+
+def test_a_forged_forwarded_address_does_not_escape_the_throttle(auth, browser):
+    """No proxy configured: X-Forwarded-For is the client's own claim and is ignored."""
+    auth.create_user("olive@charity.example")
+    for attempt in range(30):
+        _login_via_proxy(browser, f"guess{attempt}@charity.example", WRONG, f"198.51.100.{attempt}")
+    page = _login_via_proxy(browser, "olive@charity.example", PASSWORD, "198.51.100.200")
+    assert "Too many failed log-ins" in page.get_data(as_text=True)
+
+
+def test_behind_a_trusted_proxy_clients_are_counted_apart(make_app, app_config):
+    """LAMPLIGHT_MAIL_PROXY_HOPS=1: one client's failures do not lock out the others who
+    arrive through the same proxy."""
+    from tests.conftest import AuthActions, Browser
+
+    proxied = make_app({**app_config, "PROXY_HOPS": 1})
+    browser = Browser(proxied.test_client())
+    AuthActions(proxied, browser).create_user("olive@charity.example")
+    for attempt in range(30):
+        _login_via_proxy(browser, f"guess{attempt}@charity.example", WRONG, "203.0.113.9")
+    blocked = _login_via_proxy(browser, "olive@charity.example", PASSWORD, "203.0.113.9")
+    assert "Too many failed log-ins" in blocked.get_data(as_text=True)
+    other = _login_via_proxy(browser, "olive@charity.example", PASSWORD, "192.0.2.77")
+    assert other.status_code == 302
