@@ -147,3 +147,16 @@ def test_behind_a_trusted_proxy_clients_are_counted_apart(make_app, app_config):
     assert "Too many failed log-ins" in blocked.get_data(as_text=True)
     other = _login_via_proxy(browser, "olive@charity.example", PASSWORD, "192.0.2.77")
     assert other.status_code == 302
+
+
+def test_with_redis_unreachable_log_in_still_works(make_app, app_config):
+    """The throttle steps aside rather than lock everyone out during a Redis outage."""
+    from tests.conftest import AuthActions, Browser
+
+    no_redis = make_app({**app_config, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    browser = Browser(no_redis.test_client())
+    AuthActions(no_redis, browser).create_user("olive@charity.example")
+    assert "do not match" in _login(browser, "olive@charity.example", WRONG).get_data(
+        as_text=True
+    )
+    assert _login(browser, "olive@charity.example", PASSWORD).status_code == 302
