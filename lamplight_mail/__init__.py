@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from lamplight_mail.config import load_config
 from lamplight_mail.web import register_blueprints
@@ -37,6 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     register_logging(app)
     register_extensions(app)
+    register_security(app)
     register_blueprints(app)
     register_cli(app)
     register_template_helpers(app)
@@ -68,6 +70,20 @@ def register_extensions(app: Flask) -> None:
     app.before_request(begin_form_writes_immediately)
     init_login(app)
     init_redis(app)
+
+
+def register_security(app: Flask) -> None:
+    """What every request goes through, before the blueprints' rules are added."""
+    from lamplight_mail.web import outage, security_headers, url_params
+
+    url_params.init_app(app)
+    security_headers.init_app(app)
+    outage.init_app(app)
+    hops = app.config["PROXY_HOPS"]
+    if hops:
+        # Only as many forwarded hops as there are proxies: a client cannot forge its address
+        # (and so its log-in throttle) by sending X-Forwarded-For itself.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 def register_cli(app: Flask) -> None:

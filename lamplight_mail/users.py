@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import functools
+import secrets
+
+from sqlalchemy import func, select, text
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from lamplight_mail import audit
 from lamplight_mail.extensions import db
@@ -18,12 +22,50 @@ class LastAdmin(ValueError):
     """Refused: the change would leave nobody able to administer the app."""
 
 
+# Any fixed number: the key of the PostgreSQL advisory lock that first-run setups queue on.
+FIRST_RUN_LOCK_KEY = 7_224_193_301
+
+
+def lock_for_first_run() -> None:
+    """Make first-run setup one at a time, so concurrent posts to /setup create one admin.
+
+    Call before checking whether any user exists, in the transaction that creates the admin;
+    the lock lasts until it commits or rolls back. On PostgreSQL that is an advisory lock
+    (the next setup then sees the committed admin and stops). A SQLite form post already
+    holds the database's write lock from its first statement (begin_form_writes_immediately)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FIRST_RUN_LOCK_KEY})
+
+
 def any_user_exists() -> bool:
     return db.session.scalar(select(func.count()).select_from(User)) > 0
 
 
+class CannotDeactivateSelf(ValueError):
+    """An admin may not lock themselves out."""
+
+
 def _admin_count() -> int:
-    return db.session.scalar(select(func.count()).select_from(User).where(User.role == Role.ADMIN))
+    """Admins who can still log in."""
+    return db.session.scalar(
+        select(func.count()).select_from(User).where(User.role == Role.ADMIN, User.is_active_user)
+    )
+
+
+@functools.cache
+def _dummy_password_hash() -> str:
+    # Same method and cost as real hashes, of a password nobody knows.
+    return generate_password_hash(secrets.token_urlsafe(32))
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The user with this email and password (active or not), else None. An unknown email
+    costs one password hash too, so the time taken does not tell which addresses have users."""
+    user = find_by_email(email)
+    if user is None:
+        check_password_hash(_dummy_password_hash(), password)
+        return None
+    return user if user.check_password(password) else None
 
 
 def find_by_email(email: str) -> User | None:
@@ -73,6 +115,29 @@ def update_user(user: User, email: str, name: str, role: Role, password: str | N
     user.email, user.name, user.role = email, name.strip(), Role(role)
     if password:
         user.set_password(password)
+        user.end_sessions()  # whoever knew the old password is logged out everywhere
         changes["password"] = True
     if changes:
         audit.record("user.updated", "user", user.id, f"Changed user {user.email}", changes)
+
+
+def deactivate_user(user: User, actor: User) -> None:
+    """The user can no longer log in and every session of theirs ends now (the caller
+    commits). Their history (sends, audit entries) stays."""
+    if user.id == actor.id:
+        raise CannotDeactivateSelf("You cannot deactivate yourself: ask another admin.")
+    if user.is_admin and user.is_active_user and _admin_count() == 1:
+        raise LastAdmin("This is the only admin: make someone else an admin first.")
+    if not user.is_active_user:
+        return
+    user.is_active_user = False
+    user.end_sessions()
+    audit.record("user.deactivated", "user", user.id, f"Deactivated {user.email}", actor=actor)
+
+
+def reactivate_user(user: User, actor: User) -> None:
+    """The user may log in again, with their existing password (the caller commits)."""
+    if user.is_active_user:
+        return
+    user.is_active_user = True
+    audit.record("user.reactivated", "user", user.id, f"Reactivated {user.email}", actor=actor)

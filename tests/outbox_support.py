@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask
-from rq import Queue
 from sqlalchemy import select
 
 from lamplight_mail.accounts import editing
-from lamplight_mail.extensions import db, get_redis
+from lamplight_mail.delivery import outbox
+from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     AccountKind,
     AuthMethod,
@@ -89,7 +89,8 @@ def statuses(send_id: int) -> dict[str, int]:
 
 def queued_job_args(app: Flask) -> list[tuple]:
     """The arguments of every job waiting on the mail queue."""
-    queue = Queue(app.config["MAIL_QUEUE_NAME"], connection=get_redis(app))
+    with app.app_context():
+        queue = outbox.mail_queue()
     return [tuple(job.args) for job in queue.get_jobs()]
 
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
-import pytest
-from flask import Flask
 from sqlalchemy import select
 
 from lamplight_mail.extensions import db
@@ -69,49 +65,7 @@ def test_forms_without_a_csrf_token_are_refused(auth, browser):
     assert "try again" in response.get_data(as_text=True)
 
 
-def _routes(app: Flask, public: bool):
-    from lamplight_mail.web.access import PUBLIC_ENDPOINTS
-
-    for rule in app.url_map.iter_rules():
-        if (rule.endpoint in PUBLIC_ENDPOINTS) != public or rule.endpoint == "static":
-            continue
-        url = rule.rule
-        for argument in rule.arguments:
-            url = url.replace(f"<int:{argument}>", "1").replace(f"<{argument}>", "1")
-        method = "GET" if "GET" in rule.methods else "POST"
-        yield url, method
-
-
-def _app_for_listing() -> Flask:
-    from cryptography.fernet import Fernet
-
-    from lamplight_mail import create_app
-
-    return create_app(
-        {"FERNET_KEYS": [Fernet.generate_key().decode()], "SQLALCHEMY_DATABASE_URI": "sqlite://"}
-    )
-
-
-PRIVATE_ROUTES = sorted(set(_routes(_app_for_listing(), public=False)))
-
-
-@pytest.mark.parametrize(("url", "method"), PRIVATE_ROUTES)
-def test_every_private_page_sends_anonymous_users_to_login(browser, auth, url, method):
-    auth.create_user("someone@charity.example")  # past first-run setup
-    response = browser.get(url) if method == "GET" else browser.post(url)
-    assert response.status_code == 302
-    assert "/login" in response.headers["Location"]
-
-
-ADMIN_ONLY = re.compile(r"^/(admin|dashboard|log)(/|\.|$)")
-ADMIN_ROUTES = [(url, method) for url, method in PRIVATE_ROUTES if ADMIN_ONLY.match(url)]
-
-
-@pytest.mark.parametrize(("url", "method"), ADMIN_ROUTES)
-def test_every_admin_page_refuses_operators(browser, auth, url, method):
-    auth.login_operator()
-    response = browser.get(url) if method == "GET" else browser.post(url)
-    assert response.status_code == 403
+# Who may open which page, for every route: tests/test_authorisation_matrix.py.
 
 
 def test_admin_adds_an_operator_who_can_then_log_in(auth, browser, app):

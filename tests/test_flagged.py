@@ -32,7 +32,8 @@ NAMED_RECIPIENTS = [
     ("ada@example.org", "Lovelace, Ada"),
     ("ludwig@example.org", "Ludwig van Beethoven"),
     ("noname@example.org", ""),
-    ("mallory@example.org", '=HYPERLINK("http://evil.example")'),
+    # A valid address that a spreadsheet would evaluate (issue 10, item 14).
+    ("=2+3@example.org", '=HYPERLINK("http://evil.example")'),
 ]
 
 
@@ -95,6 +96,7 @@ def test_export_is_a_mailchimp_audience_csv_with_names_intact(app, auth, browser
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
+    assert response.headers["Cache-Control"] == "no-store"
     reader = csv.DictReader(io.StringIO(response.data.decode("utf-8")))
     rows = list(reader)
     assert reader.fieldnames == ["Email Address", "First Name", "Last Name"]
@@ -111,7 +113,7 @@ def test_export_is_a_mailchimp_audience_csv_with_names_intact(app, auth, browser
         {"Email Address": "noname@example.org", "First Name": "", "Last Name": ""},
         # A spreadsheet opened on the way must not run it as a formula.
         {
-            "Email Address": "mallory@example.org",
+            "Email Address": "'=2+3@example.org",
             "First Name": '\'=HYPERLINK("http://evil.example")',
             "Last Name": "",
         },

@@ -193,6 +193,7 @@ def test_csv_export_of_everything_streams_in_batches_and_defuses_formulas(app, b
         add_messages(send, 2345, MessageStatus.SENT, created_at=DAY, sent_at=DAY)
         db.session.commit()
     response = browser.get("/log/export.csv")
+    assert response.headers["Cache-Control"] == "no-store"  # addresses stay out of caches
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert len(rows) == 2345
     assert len({row["Message"] for row in rows}) == 2345

@@ -88,7 +88,7 @@ def test_bad_csv_rows_name_the_row_and_read_back_as_a_line():
 def test_a_name_with_a_line_break_cannot_reach_a_header():
     listing = read_csv(b'email,name\namy@example.org,"Amy\nBcc: all@example.org"\n', "x.csv")
     assert listing.recipients == []
-    assert listing.problems[0].reason == "The name contains a line break."
+    assert listing.problems[0].reason.startswith("The name contains a line break")
 
 
 @pytest.mark.parametrize(

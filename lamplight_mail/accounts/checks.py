@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 from lamplight_mail import audit, crypto
+from lamplight_mail.accounts.editing import clear_text_auth_refused
 from lamplight_mail.accounts.resolution import connection_settings
 from lamplight_mail.delivery.mime import build_message, new_message_id, to_bytes
 from lamplight_mail.delivery.transports import open_transport
@@ -39,9 +40,23 @@ _UNREADABLE = CheckResult(
 )
 
 
+def _refused_in_clear(account: EmailAccount) -> CheckResult | None:
+    """An account saved before passwords in clear were refused is not tested with one."""
+    reason = clear_text_auth_refused(account.host, account.security, account.auth_method)
+    if reason is None:
+        return None
+    return CheckResult(
+        False, "not attempted: no password is sent unencrypted", stage="security", hint=reason
+    )
+
+
 def check_connection(account: EmailAccount) -> CheckResult:
     """Connect, secure and sign in as the account would to send, then say how it went.
     Bounded by SMTP_TIMEOUT_SECONDS per step. Audited (the caller commits)."""
+    refused = _refused_in_clear(account)
+    if refused is not None:
+        _record_check("account.tested", "Connection test", account, refused, {})
+        return refused
     try:
         with open_transport(connection_settings(account)) as transport:
             transcript = list(transport.transcript)
@@ -56,6 +71,10 @@ def check_connection(account: EmailAccount) -> CheckResult:
 
 def send_test_email(account: EmailAccount, to: str, requested_by: User) -> CheckResult:
     """Send one real message through the account now. Audited (the caller commits)."""
+    refused = _refused_in_clear(account)
+    if refused is not None:
+        _record_check("account.test_email", f"Test email to {to}", account, refused, {"to": to})
+        return refused
     message = build_message(
         from_email=account.from_email,
         from_name=account.from_name,

@@ -5,6 +5,7 @@ callers commit."""
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 from dataclasses import asdict, dataclass, field
 
@@ -68,6 +69,45 @@ class AccountConflict(ValueError):
     """The change would break "one single account" or "one account per person"."""
 
 
+class PasswordNeeded(AccountConflict):
+    """The account would send its stored password somewhere it was not typed for."""
+
+
+# Where the stored password goes and as whom: change any of them and the password must be
+# typed again, or an admin could point an account at their own server, keep the password an
+# operator typed, press Test and read it there.
+CONNECTION_FIELDS = ("host", "port", "security", "auth_method", "username")
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def changed_connection_fields(account: EmailAccount, values: AccountValues) -> list[str]:
+    """Which of CONNECTION_FIELDS `values` changes for the saved `account`."""
+    return [name for name in CONNECTION_FIELDS if getattr(account, name) != getattr(values, name)]
+
+
+def is_loopback(host: str) -> bool:
+    """This machine, by address or by its conventional names (no DNS look-up: a name that
+    resolves to 127.0.0.1 today can resolve elsewhere tomorrow)."""
+    host = host.strip().lower().removesuffix(".")
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def clear_text_auth_refused(host: str, security: Security, auth_method: AuthMethod) -> str | None:
+    """Why the settings would send a password unencrypted over a network, or None."""
+    if security != Security.NONE or auth_method == AuthMethod.NONE or is_loopback(host):
+        return None
+    return (
+        "With SSL type None the password would cross the network unencrypted: choose TLS or "
+        "SSL, or authentication None for a relay that does not ask for a password. Only a "
+        "relay on this machine (localhost, 127.0.0.1) may take a password without encryption."
+    )
+
+
 def save_account(
     account: EmailAccount | None,
     kind: AccountKind,
@@ -89,6 +129,20 @@ def save_account(
         account = EmailAccount(kind=kind, default_for_operators=False)
     if owner is not None:
         _check_owner_free(owner, account)
+    refused = clear_text_auth_refused(values.host, values.security, values.auth_method)
+    if refused:
+        raise AccountConflict(refused)
+    if (
+        not creating
+        and account.has_password
+        and password.action == PasswordAction.KEEP
+        and values.auth_method != AuthMethod.NONE
+        and changed_connection_fields(account, values)
+    ):
+        raise PasswordNeeded(
+            "The server settings changed: type the account's password again. The stored "
+            "password is only ever sent to the server it was typed for."
+        )
     before = {} if creating else _audit_values(account)
     signed_in_for = None if creating else _sign_in_scope(account)
     for name, value in asdict(values).items():

@@ -22,6 +22,7 @@ from flask import current_app
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 from sqlalchemy import func, insert, select, update
 
 from lamplight_mail import attachments as attachment_store
@@ -60,6 +61,9 @@ WAITING_JOB_TTL_SECONDS = 600
 # The moment (unix seconds) of the account's next scheduled wake-up, expiring then.
 WAKE_UP_KEY = "lamplight:delivery:wake:{account_id}"
 SWEEP_LOCK_KEY = "lamplight:delivery:sweep"
+# Jobs carry ids only, as JSON: with RQ's default (pickle), whoever can write to Redis could make
+# every worker run code of their choosing. The worker reads jobs with the same serializer.
+JOB_SERIALIZER = JSONSerializer
 WAITING_STATES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 
 
@@ -84,7 +88,9 @@ class SendStateError(ValueError):
 
 
 def mail_queue() -> Queue:
-    return Queue(current_app.config["MAIL_QUEUE_NAME"], connection=get_redis())
+    return Queue(
+        current_app.config["MAIL_QUEUE_NAME"], connection=get_redis(), serializer=JOB_SERIALIZER
+    )
 
 
 def create_send(
@@ -327,7 +333,8 @@ def _job_waiting(connection: redis.Redis, key: str) -> bool:
     if job_id is None:
         return False
     try:
-        return Job.fetch(job_id.decode(), connection=connection).get_status() in WAITING_STATES
+        job = Job.fetch(job_id.decode(), connection=connection, serializer=JOB_SERIALIZER)
+        return job.get_status() in WAITING_STATES
     except NoSuchJobError:
         return False
 

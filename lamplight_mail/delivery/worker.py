@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         worker = MailWorker(
             [outbox.mail_queue()],
             connection=get_redis(app),
+            serializer=outbox.JOB_SERIALIZER,
             maintenance_interval=interval,
             # RQ blocks on the queue for worker_ttl - 15 seconds: wake up in time to sweep.
             worker_ttl=interval + 15,

@@ -15,6 +15,7 @@ from sqlalchemy.orm import aliased, joinedload
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AccountKind, EmailAccount, Message, MessageStatus, Send, User
+from lamplight_mail.reporting.csv_cells import safe_cell
 from lamplight_mail.web.keyset import Cursor, Keyset, KeysetPage
 
 PER_PAGE = 50
@@ -40,8 +41,6 @@ CSV_HEADER = (
     "Send",
     "Message",
 )
-# A cell starting with one of these is a formula to a spreadsheet; subjects come from users.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -143,7 +142,7 @@ def csv_lines(log_filter: LogFilter) -> Iterator[str]:
     def line(values: tuple[Any, ...]) -> str:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow([_safe_cell(value) for value in values])
+        writer.writerow([safe_cell(value) for value in values])
         return buffer.getvalue()
 
     yield line(CSV_HEADER)
@@ -170,9 +169,3 @@ def csv_lines(log_filter: LogFilter) -> Iterator[str]:
 
 def _csv_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
-
-
-def _safe_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value

@@ -14,6 +14,7 @@ from sqlalchemy.orm import joinedload
 from lamplight_mail.delivery import limits
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, Message, Send, SendStatus
+from lamplight_mail.reporting.csv_cells import safe_cell
 
 # MailChimp's audience import recognises these column names as its default merge fields.
 MAILCHIMP_COLUMNS = ("Email Address", "First Name", "Last Name")
@@ -21,8 +22,6 @@ MAILCHIMP_COLUMNS = ("Email Address", "First Name", "Last Name")
 HONORIFICS = frozenset(
     {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "rev", "revd", "sir", "dame", "lady", "lord"}
 )
-# A spreadsheet opened on the way to MailChimp would run a cell starting with these as a formula.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -85,10 +84,6 @@ def split_name(name: str) -> tuple[str, str]:
     return words[0], " ".join(words[1:])
 
 
-def _cell(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
-
-
 def mailchimp_csv(send: Send) -> str:
     """The send's recipients as a MailChimp audience import: UTF-8 text, one row each."""
     output = io.StringIO()
@@ -101,5 +96,6 @@ def mailchimp_csv(send: Send) -> str:
     )
     for email, name in rows:
         first, last = split_name(name or "")
-        writer.writerow((email, _cell(first), _cell(last)))
+        # Every cell, the address too: `=2+3@example.org` is a valid address.
+        writer.writerow([safe_cell(cell) for cell in (email, first, last)])
     return output.getvalue()

@@ -11,6 +11,7 @@ from flask_login import current_user, login_required
 
 from lamplight_mail.extensions import db, login_manager
 from lamplight_mail.models import User
+from lamplight_mail.web.url_params import fits_int64
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,8 +26,16 @@ def init_login(app: Flask) -> None:
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+def _load_user(session_id: str) -> User | None:
+    """The session's user, checked on every request: a session issued before the user's
+    session version changed (logout elsewhere, new password, deactivation) is anonymous."""
+    user_id, _, version = session_id.partition(":")
+    if not (user_id.isdecimal() and version.isdecimal()) or not fits_int64(int(user_id)):
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.is_active or str(user.session_version) != version:
+        return None
+    return user
 
 
 def admin_required(view: F) -> F:

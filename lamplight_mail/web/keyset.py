@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, or_
 
 from lamplight_mail.extensions import db
+from lamplight_mail.web.url_params import fits_int64
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,16 @@ class Cursor:
 
     @classmethod
     def parse(cls, token: str | None) -> Cursor | None:
-        """The cursor in `token`, or None for a missing or mangled one (the first page)."""
+        """The cursor in `token`, or None for a missing or mangled one (the first page), which
+        includes an id no database row can have (past 64 bits)."""
         if not token:
             return None
         at, _, row_id = token.rpartition("_")
         try:
-            return cls(datetime.fromisoformat(at), int(row_id))
+            cursor = cls(datetime.fromisoformat(at), int(row_id))
         except ValueError:
             return None
+        return cursor if fits_int64(cursor.id) else None
 
 
 @dataclass(frozen=True)

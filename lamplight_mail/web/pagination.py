@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import request
+from flask import abort, request
 from sqlalchemy import Select, func, select
 
 from lamplight_mail.extensions import db
+from lamplight_mail.web.url_params import fits_int64
 
 PER_PAGE = 25
 
@@ -34,9 +35,12 @@ class Page:
 
 
 def paginate(query: Select, per_page: int = PER_PAGE) -> Page:
-    """Page `query` by the `page` argument of the current request (bad values mean page 1)."""
+    """Page `query` by the `page` argument of the current request (bad values mean page 1;
+    a number too large for the database to offset by is a page that cannot exist: 404)."""
     number = request.args.get("page", 1, type=int) or 1
     number = max(1, number)
+    if not fits_int64((number - 1) * per_page):
+        abort(404)
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     items = list(db.session.scalars(query.limit(per_page).offset((number - 1) * per_page)))
     return Page(items=items, number=number, per_page=per_page, total=total)

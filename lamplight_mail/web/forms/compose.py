@@ -11,9 +11,11 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from lamplight_mail import org_time
 from lamplight_mail.models import utcnow
-from lamplight_mail.web.forms.validators import EmailAddress, NoLineBreaks
+from lamplight_mail.recipients import MAX_RECIPIENTS
+from lamplight_mail.web.forms.validators import EmailAddress, MaxLines, NoLineBreaks
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_RECIPIENTS_CHARACTERS = 2_000_000
 MAX_BODY_CHARACTERS = 500_000
 
 
@@ -25,7 +27,21 @@ def _plain_newlines(value: str | None) -> str | None:
 class ComposeForm(FlaskForm):
     recipients = TextAreaField(
         "Recipients",
-        validators=[Optional(), Length(max=2_000_000)],
+        # Checked before the list is read: reading costs time per line.
+        validators=[
+            Optional(),
+            Length(
+                max=MAX_RECIPIENTS_CHARACTERS,
+                message=f"The list is longer than {MAX_RECIPIENTS_CHARACTERS:,} characters. "
+                f"A send can have at most {MAX_RECIPIENTS:,} recipients; bulk email belongs "
+                "in MailChimp.",
+            ),
+            MaxLines(
+                MAX_RECIPIENTS,
+                f"The list has more than {MAX_RECIPIENTS:,} lines. A send can have at most "
+                f"{MAX_RECIPIENTS:,} recipients; bulk email belongs in MailChimp.",
+            ),
+        ],
         description="One a line: an email address, or a name and the address in angle "
         "brackets, e.g. Jo Bloggs <jo@example.org>. Each person gets their own copy; nobody "
         "sees who else it went to. An address given twice is sent once.",

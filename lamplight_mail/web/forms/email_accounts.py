@@ -27,6 +27,8 @@ from lamplight_mail.accounts.editing import (
     AccountValues,
     PasswordAction,
     PasswordChange,
+    changed_connection_fields,
+    clear_text_auth_refused,
     port_warning,
 )
 from lamplight_mail.models import AuthMethod, EmailAccount, OAuthGrant, Security, Transport, User
@@ -82,6 +84,10 @@ class HostName:
         labels = host.removesuffix(".").split(".")
         if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
             raise ValidationError("Enter a host name such as smtp.office365.com, or an IP address.")
+
+
+def _and_list(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def _choices(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
@@ -246,6 +252,7 @@ class AccountForm(FlaskForm):
 
     def __init__(self, *args: Any, account: EmailAccount | None = None, **kwargs: Any) -> None:
         super().__init__(*args, obj=account, **kwargs)
+        self.account = account
         self.is_new = account is None
         self.has_password = account is not None and account.has_password
         if account is None and not self.is_submitted():
@@ -352,6 +359,8 @@ class AccountForm(FlaskForm):
                     )
                     valid = False
         valid = self._validate_oauth() and valid
+        if valid:
+            valid = self._validate_where_the_password_goes()
         return self._validate_password() and valid
 
     # --- modern authentication ---------------------------------------------------------------
@@ -387,6 +396,32 @@ class AccountForm(FlaskForm):
                 "Microsoft Graph is for Microsoft accounts: choose SMTP for Gmail."
             )
         return not (self.oauth_grant.errors or self.transport.errors)
+
+    def _validate_where_the_password_goes(self) -> bool:
+        """No password in clear over a network, and none sent to a server it was not typed
+        for: changing the host, port, security, authentication or username needs it again."""
+        values = self.account_values()
+        refused = clear_text_auth_refused(values.host, values.security, values.auth_method)
+        if refused:
+            self.security.errors.append(refused)
+            return False
+        if (
+            self.account is None
+            or not self.has_password
+            or values.auth_method == AuthMethod.NONE
+            or self._password_action() != PasswordAction.KEEP
+        ):
+            return True
+        changed = changed_connection_fields(self.account, values)
+        if changed:
+            labels = [self[name].label.text.lower() for name in changed]
+            self.password.errors.append(
+                f"You changed the {_and_list(labels)}: type the account's password again "
+                "(and choose to use it). The stored password is only ever sent to the server "
+                "it was typed for."
+            )
+            return False
+        return True
 
     def account_values(self) -> AccountValues:
         """The account's settings: blank preset fields take the preset's values."""

@@ -10,8 +10,10 @@ from werkzeug.wrappers import Response
 
 from lamplight_mail import users
 from lamplight_mail.extensions import db
-from lamplight_mail.models import Role
+from lamplight_mail.models import Role, User
+from lamplight_mail.web import throttle
 from lamplight_mail.web.forms.auth import LoginForm, SetupForm
+from lamplight_mail.web.forms.validators import normalise_email
 from lamplight_mail.web.template_globals import home_endpoint
 
 bp = Blueprint("auth", __name__)
@@ -42,18 +44,51 @@ def login() -> Response | str:
         return redirect(url_for("auth.setup"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = users.find_by_email(form.email.data)
-        if user is not None and user.check_password(form.password.data) and user.is_active:
+        user = _attempt_login(form)
+        if user is not None:
             login_user(user)
             return redirect(_safe_next(request.args.get("next")) or url_for("auth.index"))
-        # One message for both cases, so the form does not reveal which addresses have accounts.
-        form.password.errors.append("That email address and password do not match.")
     return render_template("auth/login.html", form=form)
+
+
+def _attempt_login(form: LoginForm) -> User | None:
+    """The user to log in, or None with the reason on the form. Failures are counted by
+    account and by client address; past either limit nothing is checked until it expires."""
+    email = normalise_email(form.email.data)
+    address = request.remote_addr or "unknown"
+    wait = throttle.retry_after(throttle.LOGIN_BY_ACCOUNT, email) or throttle.retry_after(
+        throttle.LOGIN_BY_ADDRESS, address
+    )
+    if wait is not None:
+        form.password.errors.append(
+            "Too many failed log-ins for this account or from your network. Try again in "
+            f"{throttle.in_words(wait)}, or ask an admin to set a new password."
+        )
+        return None
+    user = users.authenticate(email, form.password.data)
+    if user is None:
+        throttle.count(throttle.LOGIN_BY_ACCOUNT, email)
+        throttle.count(throttle.LOGIN_BY_ADDRESS, address)
+        # One message for both cases, so the form does not reveal which addresses have users.
+        form.password.errors.append("That email address and password do not match.")
+        return None
+    if not user.is_active:
+        # Said only to whoever knows the password.
+        form.password.errors.append(
+            "This user has been deactivated. Ask an admin if you need to log in again."
+        )
+        return None
+    throttle.clear(throttle.LOGIN_BY_ACCOUNT, email)
+    return user
 
 
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
+    # Ends this user's every session, not only this cookie: a copy taken from this browser
+    # (or a session left open elsewhere) stops working too.
+    current_user.end_sessions()
+    db.session.commit()
     logout_user()
     flash("You have logged out.", "info")
     return redirect(url_for("auth.login"))
@@ -61,6 +96,8 @@ def logout() -> Response:
 
 @bp.route("/setup", methods=["GET", "POST"])
 def setup() -> Response | str:
+    if request.method == "POST":
+        users.lock_for_first_run()  # concurrent posts: one admin, the others get the 404
     if users.any_user_exists():
         abort(404)
     form = SetupForm()

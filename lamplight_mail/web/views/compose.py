@@ -23,7 +23,7 @@ from lamplight_mail.recipients import (
     UnreadableFile,
     collect,
 )
-from lamplight_mail.web import message_view
+from lamplight_mail.web import message_view, throttle
 from lamplight_mail.web.forms.compose import ComposeForm
 
 bp = Blueprint("compose", __name__)
@@ -40,12 +40,22 @@ class Audience:
     left_out: int = 0  # on the do-not-email list
 
 
+# The problems table lists this many lines; the rest are counted (and stay in the box).
+MAX_PROBLEMS_SHOWN = 100
+
+
 @bp.route("/compose", methods=["GET", "POST"])
-def compose() -> Response | str:
+def compose() -> Response | str | tuple[str, int]:
     account = resolution.resolve_sending_account(current_user)
     form = ComposeForm()
     audience: Audience | None = None
     shown: message_view.Shown | None = None
+    if form.is_submitted():
+        # Each post can cost seconds of parsing and checking: a user gets so many an hour.
+        wait = throttle.take(throttle.COMPOSE_BY_USER, str(current_user.id))
+        if wait is not None:
+            form.form_errors.append(throttle.refusal("sent this form", wait))
+            return _render(form, account, None, [], None), 429
     valid = form.validate_on_submit()
     # After validation, which would clear a refusal said on the attachments field. (A post
     # without a valid CSRF token never gets here: CSRFProtect refuses it first.)
@@ -57,7 +67,8 @@ def compose() -> Response | str:
                 shown = _preview(form, audience, account, held)
             else:
                 return _send(form, audience, account, held)
-    elif form.is_submitted() and not form.recipients_file.errors:
+    elif form.is_submitted() and not (form.recipients.errors or form.recipients_file.errors):
+        # Read only what passed the size checks: an oversized list is refused unread.
         audience = _audience(form)
     if audience is not None and form.recipients_file.data:
         # A browser cannot put a file back into the form: its rows join the typed ones, and
@@ -68,6 +79,16 @@ def compose() -> Response | str:
         form.merge_data.data = json.dumps(audience.listing.carried_fields())
     db.session.commit()  # attachments held for the next showing of the form
     form.staged_attachments.data = ",".join(str(a.id) for a in held)
+    return _render(form, account, audience, held, shown)
+
+
+def _render(
+    form: ComposeForm,
+    account: EmailAccount | None,
+    audience: Audience | None,
+    held: list[Attachment],
+    shown: message_view.Shown | None,
+) -> str:
     per_file, in_all = attachments.limits()
     return render_template(
         "compose/compose.html",
@@ -80,6 +101,7 @@ def compose() -> Response | str:
         shown=shown,
         per_file=attachments.megabytes(per_file),
         in_all=attachments.megabytes(in_all),
+        problems_shown=MAX_PROBLEMS_SHOWN,
     )
 
 

@@ -1,4 +1,5 @@
-"""Development only: what the local SMTP catcher received."""
+"""Development only: what the local SMTP catcher received. Admins only even so: it shows every
+message's recipients and content, and development servers get shared on a network."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from flask import Blueprint, abort, current_app, render_template
 
 from lamplight_mail.dev.smtp_catcher import INBOX_FOLDER, DevInbox
+from lamplight_mail.web.access import admin_required
 
 bp = Blueprint("dev", __name__, url_prefix="/dev")
 
@@ -16,6 +18,7 @@ def _inbox() -> DevInbox:
 
 
 @bp.get("/inbox")
+@admin_required
 def inbox() -> str:
     inbox = _inbox()
     messages = [inbox.get(name) for name in inbox.names()[:200]]
@@ -23,6 +26,7 @@ def inbox() -> str:
 
 
 @bp.get("/inbox/<name>")
+@admin_required
 def message(name: str) -> str:
     caught = _inbox().get(name) or abort(404)
     return render_template("dev/message.html", caught=caught)

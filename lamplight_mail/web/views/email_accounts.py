@@ -15,6 +15,7 @@ from lamplight_mail.accounts.editing import AccountConflict, AccountInUse
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AccountKind, EmailAccount
 from lamplight_mail.providers import MAILCHIMP_HELP_URL, PRESETS
+from lamplight_mail.web import throttle
 from lamplight_mail.web.access import admin_required
 from lamplight_mail.web.forms.email_accounts import (
     AccountForm,
@@ -113,7 +114,7 @@ def delete(account_id: int | None) -> Response | str:
 @admin_required
 def test_connection(account_id: int) -> str:
     account = resolution.live_account(account_id) or abort(404)
-    result = checks.check_connection(account)
+    result = _throttled() or checks.check_connection(account)
     db.session.commit()
     form = EmailCheckForm(formdata=None, to=current_user.email)
     return _check_page(account, result, "Test connection", form)
@@ -126,7 +127,7 @@ def test_email(account_id: int) -> str:
     form = EmailCheckForm()
     result = None
     if form.validate_on_submit():
-        result = checks.send_test_email(account, form.to.data, current_user)
+        result = _throttled() or checks.send_test_email(account, form.to.data, current_user)
         db.session.commit()
     return _check_page(account, result, "Send test email", form)
 
@@ -158,12 +159,26 @@ def my_email() -> Response | str:
 @bp.post("/my/email/test")
 def my_email_test() -> str:
     account = resolution.own_account(current_user) or abort(404)
-    result = checks.check_connection(account)
+    result = _throttled() or checks.check_connection(account)
     db.session.commit()
     return _my_email_page(account, OwnPasswordForm(formdata=None), result)
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _throttled() -> CheckResult | None:
+    """Each test opens a connection to a mail server (and a test email sends real mail): a
+    user gets so many per window, whichever account they test."""
+    wait = throttle.take(throttle.ACCOUNT_TESTS_BY_USER, str(current_user.id))
+    if wait is None:
+        return None
+    return CheckResult(
+        False,
+        "not attempted: too many tests in a short while",
+        stage="limit",
+        hint=throttle.refusal("tested email accounts", wait),
+    )
 
 
 def _operator_account(account_id: int) -> EmailAccount:

@@ -41,7 +41,11 @@ def export() -> Response | tuple[str, int]:
     return Response(
         stream_with_context(delivery_log.csv_lines(form.to_filter())),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        # Recipients' addresses: no browser or proxy cache keeps a copy.
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
     )
 
 

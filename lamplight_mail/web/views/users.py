@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from lamplight_mail import users
 from lamplight_mail.extensions import db
 from lamplight_mail.models import User
+from lamplight_mail.web import throttle
 from lamplight_mail.web.access import admin_required
 from lamplight_mail.web.forms.auth import UserForm
 from lamplight_mail.web.pagination import paginate
@@ -60,6 +62,40 @@ def edit(user_id: int) -> Response | str:
             form.role.errors.append(str(error))
         else:
             db.session.commit()
+            if form.password.data:
+                # What the log-in page tells a locked-out user to ask for: the failures
+                # counted against the old password no longer hold the account.
+                throttle.clear(throttle.LOGIN_BY_ACCOUNT, user.email)
+            if user.id == current_user.id:
+                # A new password ended the admin's own sessions too; this one carries on.
+                login_user(user)
             flash(f"Saved {user.name}.", "success")
             return redirect(url_for("users.index"))
     return render_template("users/form.html", form=form, user=user)
+
+
+@bp.route("/<int:user_id>/deactivate", methods=["GET", "POST"])
+@admin_required
+def deactivate(user_id: int) -> Response | str:
+    """GET asks for confirmation; POST stops the user logging in and ends their sessions."""
+    user = db.session.get(User, user_id) or abort(404)
+    if request.method == "POST":
+        try:
+            users.deactivate_user(user, current_user)
+        except (users.CannotDeactivateSelf, users.LastAdmin) as error:
+            flash(str(error), "error")
+        else:
+            db.session.commit()
+            flash(f"Deactivated {user.name}: they are logged out and cannot log in.", "success")
+            return redirect(url_for("users.index"))
+    return render_template("users/deactivate.html", user=user)
+
+
+@bp.post("/<int:user_id>/reactivate")
+@admin_required
+def reactivate(user_id: int) -> Response:
+    user = db.session.get(User, user_id) or abort(404)
+    users.reactivate_user(user, current_user)
+    db.session.commit()
+    flash(f"Reactivated {user.name}: they can log in again with their password.", "success")
+    return redirect(url_for("users.index"))

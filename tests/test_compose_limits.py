@@ -1,0 +1,98 @@
+"""Issue 10, item 13: compose checks sizes before reading the list, lists a bounded number of
+problems, and each user gets so many compose posts and account tests per window."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from lamplight_mail.extensions import db
+from lamplight_mail.models import AccountKind, Send, User
+from tests.accounts_support import make_account as make_server_account
+from tests.outbox_support import make_account
+
+
+@pytest.fixture
+def operator(app, auth) -> int:
+    user_id = auth.login_operator()
+    with app.app_context():
+        make_account(owner=db.session.get(User, user_id))
+    return user_id
+
+
+def _compose(browser, recipients: str, **fields):
+    return browser.post(
+        "/compose", {"recipients": recipients, "subject": "Hi", "body": "Hello", **fields}
+    )
+
+
+def _sends(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(Send))
+
+
+def test_an_oversized_list_is_refused_unread(app, browser, operator):
+    """3.9 MB of recipients used to be read line by line (10-17 s) into a 64 MB page."""
+    typed = "not an address\n" * 260_000  # 3.9 MB
+    response = _compose(browser, typed)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "The list is longer than 2,000,000 characters" in page
+    assert "to correct" not in page  # no problems table: nothing was read
+    assert len(page) < len(typed) + 100_000  # the box holds the list, nothing more
+    assert _sends(app) == 0
+
+
+def test_too_many_lines_are_refused_before_reading(app, browser, operator):
+    response = _compose(browser, "a@example.org\n" * 50_001)
+    page = response.get_data(as_text=True)
+    assert "The list has more than 50,000 lines" in page
+    assert "to correct" not in page
+    assert _sends(app) == 0
+
+
+def test_a_post_larger_than_the_limit_is_refused_with_a_page(app, browser, operator):
+    response = _compose(browser, "x" * (app.config["MAX_CONTENT_LENGTH"] + 1024))
+    assert response.status_code == 413
+    assert "larger than this form accepts" in response.get_data(as_text=True)
+
+
+def test_the_problems_listed_are_capped(app, browser, operator):
+    typed = "\n".join(f"not an address {n}" for n in range(1, 1001))
+    page = _compose(browser, typed).get_data(as_text=True)
+    assert "1,000 lines to correct" in page
+    assert page.count("<tr><td>line ") == 100
+    assert "The first 100 are listed; 900 more lines like these" in page
+    assert "not an address 1000" in page  # still in the box: nothing typed is lost
+
+
+def test_compose_posts_are_limited_per_user(app, auth, browser, operator):
+    app.config["COMPOSE_POSTS_PER_WINDOW"] = 3
+    for _ in range(3):
+        assert _compose(browser, "amy@example.org", subject="").status_code == 200
+    response = _compose(browser, "amy@example.org")
+    assert response.status_code == 429
+    assert "please wait" in response.get_data(as_text=True)
+    assert _sends(app) == 0
+    # Another user is not held back by it.
+    auth.logout()
+    other = auth.create_user("amy@charity.example")
+    with app.app_context():
+        make_account(owner=db.session.get(User, other))
+    auth.login("amy@charity.example")
+    assert _compose(browser, "zoe@example.org").status_code == 302
+
+
+def test_account_tests_are_limited_per_user(app, auth, browser, smtp_server):
+    app.config["ACCOUNT_TESTS_PER_WINDOW"] = 2
+    auth.login_admin()
+    with app.app_context():
+        account_id = make_server_account(AccountKind.SYSTEM, server=smtp_server).id
+    for _ in range(2):
+        assert "235" in browser.post(f"/admin/email/{account_id}/test").get_data(as_text=True)
+    page = browser.post(f"/admin/email/{account_id}/test-email", {"to": "amy@example.org"})
+    text = page.get_data(as_text=True)
+    assert "not attempted: too many tests in a short while" in text
+    assert "please wait" in text
+    assert smtp_server.recorder.connections_total == 2
+    assert smtp_server.recorder.messages == []
