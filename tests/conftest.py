@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from lamplight_mail import create_app, embedded_redis
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role, User
-from tests.smtp_servers import SMTPServer, start_server
+from tests.smtp_servers import SMTPServer, bound_socket, start_server
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
@@ -173,11 +173,13 @@ def make_app(app_config: dict) -> Iterator[Callable[[dict], Flask]]:
 
 
 @pytest.fixture
-def worker_env(app_config: dict, tmp_path: Path) -> dict[str, str]:
-    """Environment for a worker (or web) subprocess configured like `app`."""
+def worker_env(app_config: dict, tmp_path: Path, trusted_ca: Path) -> dict[str, str]:
+    """Environment for a worker (or web) subprocess configured like `app`, trusting the test
+    CA whichever fixture a test happens to list first."""
     env = dict(os.environ)
     env.update(
         {
+            "SSL_CERT_FILE": str(trusted_ca),
             "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
             "REDIS_URL": app_config["REDIS_URL"],
             "LAMPLIGHT_MAIL_KEYS": ",".join(app_config["FERNET_KEYS"]),
@@ -265,6 +267,14 @@ def auth(app: Flask, browser: Browser) -> AuthActions:
 
 
 # --- SMTP servers --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def closed_port() -> Iterator[int]:
+    """A port where connections are refused for the whole session: held by a bound socket
+    that never listens, so no other process can start serving on it meanwhile."""
+    with bound_socket() as sock:
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,7 @@ class Recorder:
     )
     auth_reply: str | None = None  # when set, every AUTH is refused with this reply
     data_delay_seconds: float = 0.0
+    probe_peer: tuple | None = None  # the controller's readiness probe, never counted
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reply_for(self, recipient: str, *replies: str | None) -> None:
@@ -109,7 +110,11 @@ class _TrackingSMTP(SMTP):
         peer = transport.get_extra_info("peername")
         recorder = self._recorder
         with recorder.lock:
-            if peer not in recorder.open_peers:
+            if recorder.probe_peer is None:
+                # The first connection is always the controller's own readiness probe (start()
+                # returns only after it): never a client, however slowly it goes away.
+                recorder.probe_peer = peer
+            elif peer not in recorder.open_peers:
                 recorder.open_peers.add(peer)
                 recorder.connections_total += 1
                 recorder.max_concurrent_connections = max(
@@ -125,17 +130,39 @@ class _TrackingSMTP(SMTP):
 
 
 class _Controller(Controller):
-    def __init__(self, recorder: Recorder, **kwargs) -> None:
+    """Serves on a socket bound before it starts: the port is ours from the moment it is
+    chosen, so no other process can take it between choosing and listening."""
+
+    def __init__(self, recorder: Recorder, *, sock: socket.socket, handler=None, **kwargs) -> None:
         self.recorder = recorder
-        super().__init__(_Handler(recorder), **kwargs)
+        self._sock = sock
+        super().__init__(
+            handler or _Handler(recorder),
+            hostname="127.0.0.1",
+            port=sock.getsockname()[1],
+            **kwargs,
+        )
 
     def factory(self) -> SMTP:
         return _TrackingSMTP(self.handler, recorder=self.recorder, **self.SMTP_kwargs)
 
+    def _create_server(self):
+        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
+
+
+def bound_socket(port: int = 0) -> socket.socket:
+    """A TCP socket bound on 127.0.0.1 (port 0: any free port), not yet listening. Until it
+    listens, a connection to its port is refused, and no other process can take the port."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+    """A port free right now, for a child process that binds it itself (`flask run`): another
+    process could take it first, so prefer bound_socket wherever a socket can be handed over."""
+    with bound_socket() as probe:
         return probe.getsockname()[1]
 
 
@@ -156,9 +183,11 @@ def start_server(
     server_context: ssl.SSLContext | None = None,
     credentials: dict[str, str] | None = None,
     port: int | None = None,
+    handler: object | None = None,
 ) -> SMTPServer:
     """Start a server. mode: "starttls" (STARTTLS and AUTH required), "ssl" (implicit TLS, AUTH
-    required) or "plain" (no TLS, no AUTH, like a local relay)."""
+    required) or "plain" (no TLS, no AUTH, like a local relay). `handler` replaces the
+    recording handler (tests/faults serve misbehaving ones)."""
     recorder = Recorder(credentials=dict(credentials or {}))
 
     def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
@@ -175,7 +204,7 @@ def start_server(
             success=False, handled=False, message=refusal or "535 5.7.3 Authentication unsuccessful"
         )
 
-    kwargs: dict = {"hostname": "127.0.0.1", "port": port or free_port()}
+    kwargs: dict = {}
     if mode == "starttls":
         kwargs.update(
             tls_context=server_context,
@@ -193,15 +222,8 @@ def start_server(
         )
     elif mode != "plain":
         raise ValueError(mode)
-    controller = _Controller(recorder, **kwargs)
+    controller = _Controller(recorder, sock=bound_socket(port or 0), handler=handler, **kwargs)
     controller.start()
-    # The controller's own readiness probe is not a client: wait for it to go, then forget it.
-    deadline = time.monotonic() + 5
-    while recorder.open_peers and time.monotonic() < deadline:
-        time.sleep(0.01)
-    with recorder.lock:
-        recorder.connections_total = 0
-        recorder.max_concurrent_connections = 0
     return SMTPServer(
-        host="127.0.0.1", port=kwargs["port"], recorder=recorder, controller=controller
+        host="127.0.0.1", port=controller.port, recorder=recorder, controller=controller
     )

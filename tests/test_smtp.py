@@ -8,7 +8,6 @@ from lamplight_mail.models import AuthMethod, Security
 from lamplight_mail.providers import AnswerKind
 from lamplight_mail.smtp import ConnectionSettings, SMTPFailure, connect
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
-from tests.smtp_servers import free_port
 
 
 def settings(server, **overrides) -> ConnectionSettings:
@@ -81,12 +80,12 @@ def test_implicit_tls_against_a_starttls_port_is_explained(smtp_server):
     assert caught.value.stage in ("connect", "tls")
 
 
-def test_refused_connection_is_explained():
+def test_refused_connection_is_explained(closed_port):
     with pytest.raises(SMTPFailure) as caught:
         connect(
             ConnectionSettings(
                 host="127.0.0.1",
-                port=free_port(),
+                port=closed_port,
                 security=Security.NONE,
                 auth_method=AuthMethod.NONE,
                 username="",

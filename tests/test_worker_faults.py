@@ -31,7 +31,6 @@ from tests.outbox_support import (
     statuses,
     wait_until,
 )
-from tests.smtp_servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -207,9 +206,9 @@ def test_a_timeout_after_data_is_an_unknown_outcome_and_not_sent_again(
     assert smtp_server.recorder.recipients() in ([], ["amy@example.org"])
 
 
-def test_a_server_that_is_down_defers_with_the_reason(ctx, worker_env):
+def test_a_server_that_is_down_defers_with_the_reason(ctx, worker_env, closed_port):
     account = make_account()
-    account.port = free_port()  # nothing listens there
+    account.port = closed_port  # nothing listens there
     db.session.commit()
     send = _compose(account, "amy@example.org", "bo@example.org")
 

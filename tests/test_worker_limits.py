@@ -31,7 +31,6 @@ from tests.outbox_support import (
     statuses,
     wait_until,
 )
-from tests.smtp_servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -242,7 +241,7 @@ def test_a_provider_quota_or_rate_answer_holds_the_account_and_fails_nothing(
 
 
 def test_dashboard_shows_what_the_server_received_in_the_window(
-    app, app_config, make_app, smtp_server, worker_env, tmp_path, monkeypatch
+    app, app_config, make_app, smtp_server, worker_env, tmp_path, monkeypatch, closed_port
 ):
     browser = Browser(app.test_client())
     AuthActions(app, browser).login_admin()
@@ -260,7 +259,7 @@ def test_dashboard_shows_what_the_server_received_in_the_window(
     assert "Counted from the delivery log" not in card
 
     # Redis gone: the same figures from the sent log, and the page says where they come from.
-    offline = make_app({**app_config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    offline = make_app({**app_config, "REDIS_URL": f"redis://127.0.0.1:{closed_port}/0"})
     browser = Browser(offline.test_client())
     AuthActions(offline, browser).login("admin@charity.example")
     page = browser.get("/dashboard")
