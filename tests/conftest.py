@@ -312,6 +312,19 @@ def smtp_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPSer
 
 
 @pytest.fixture
+def other_smtp_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
+    """A second server like smtp_server: another account's, for mail that must keep flowing
+    while the first one misbehaves."""
+    server = start_server(
+        mode="starttls",
+        server_context=_server_context(tls_authority),
+        credentials={SMTP_USER: SMTP_PASSWORD},
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def smtp_ssl_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
     """Implicit TLS (port 465 style) with AUTH required."""
     server = start_server(

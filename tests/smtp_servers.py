@@ -45,9 +45,44 @@ class Recorder:
         default_factory=lambda: defaultdict(deque)
     )
     auth_reply: str | None = None  # when set, every AUTH is refused with this reply
+    starttls_reply: str | None = None  # when set, STARTTLS is refused with this reply
     data_delay_seconds: float = 0.0
+    # recipient -> how many more times the connection drops in the middle of its DATA
+    drops_in_data: dict[str, int] = field(default_factory=dict)
+    # recipients whose message, once complete, gets no answer until stalls_released is set
+    stalled_after_data: set[str] = field(default_factory=set)
+    stalls_released: threading.Event = field(default_factory=threading.Event)
+    # while cleared, every message waits after its final dot, unanswered (see hold/release)
+    gate: threading.Event = field(default_factory=threading.Event)
     probe_peer: tuple | None = None  # the controller's readiness probe, never counted
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.gate.set()
+
+    def hold(self) -> None:
+        """Answer no message until release(): lets a test see what happens meanwhile (how many
+        connections open, what is recorded) without racing the server."""
+        self.gate.clear()
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def open_connections(self) -> int:
+        with self.lock:
+            return len(self.open_peers)
+
+    def drop_in_data(self, recipient: str, times: int = 1) -> None:
+        """The next `times` DATA carrying `recipient`: 354, one line of the message read, then
+        the connection closed, as a server or network failing mid-message would."""
+        with self.lock:
+            self.drops_in_data[recipient.lower()] = times
+
+    def stall_after_data(self, recipient: str) -> None:
+        """Receive the message carrying `recipient` in full, then never answer (until
+        stalls_released is set): the client cannot know whether it was accepted."""
+        with self.lock:
+            self.stalled_after_data.add(recipient.lower())
 
     def reply_for(self, recipient: str, *replies: str | None) -> None:
         """Answer the next DATA carrying `recipient` with `replies` in turn, then accept."""
@@ -78,6 +113,15 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.recorder.data_delay_seconds:
             await asyncio.sleep(self.recorder.data_delay_seconds)
+        while not self.recorder.gate.is_set():
+            await asyncio.sleep(0.02)
+        with self.recorder.lock:
+            stalled = self.recorder.stalled_after_data & {r.lower() for r in envelope.rcpt_tos}
+            self.recorder.stalled_after_data -= stalled  # once: a retry would be answered
+        if stalled:
+            while not self.recorder.stalls_released.is_set():
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 Too late"  # the client has given up by now
         with self.recorder.lock:
             for rcpt in envelope.rcpt_tos:
                 queue = self.recorder.scripted_replies.get(rcpt.lower())
@@ -122,6 +166,27 @@ class _TrackingSMTP(SMTP):
                 )
         self._peer = peer
         super().connection_made(transport)
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        refusal = self._recorder.starttls_reply
+        if refusal is not None:
+            await self.push(refusal)
+            return
+        await super().smtp_STARTTLS(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        recorder = self._recorder
+        with recorder.lock:
+            rcpts = [r.lower() for r in (self.envelope.rcpt_tos if self.envelope else [])]
+            dropping = next((r for r in rcpts if recorder.drops_in_data.get(r)), None)
+            if dropping:
+                recorder.drops_in_data[dropping] -= 1
+        if not dropping:
+            await super().smtp_DATA(arg)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self._reader.readuntil(b"\r\n")
+        self.transport.close()
 
     def connection_lost(self, error) -> None:
         with self._recorder.lock:
