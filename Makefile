@@ -18,7 +18,7 @@ upgrade: $(STAMP)
 	$(VENV)/bin/flask --app app db upgrade
 
 run: upgrade
-	$(PY) -m lamplight_mail.devrun
+	$(PY) -m lamplight_mail.dev.run
 
 worker: $(STAMP)
 	$(PY) worker.py

@@ -2,7 +2,7 @@
 
 import sys
 
-from lamplight_mail.worker import main
+from lamplight_mail.delivery.worker import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

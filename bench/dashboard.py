@@ -27,9 +27,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, insert, select, text
 
-from lamplight_mail import create_app, embedded_redis, users
+from lamplight_mail import create_app, users
+from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
-from lamplight_mail.keyset import Cursor
 from lamplight_mail.models import (
     AccountDailyStats,
     AccountKind,
@@ -44,6 +44,7 @@ from lamplight_mail.models import (
     User,
     utcnow,
 )
+from lamplight_mail.web.keyset import Cursor
 
 ACCOUNTS = 200
 SMALL, LARGE = 10_000, 1_000_000

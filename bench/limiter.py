@@ -17,7 +17,9 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from lamplight_mail import create_app, embedded_redis, limits
+from lamplight_mail import create_app
+from lamplight_mail.delivery import limits
+from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.models import AccountKind, AuthMethod, EmailAccount, Security
 

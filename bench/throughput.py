@@ -45,9 +45,13 @@ from flask_migrate import upgrade
 from sqlalchemy import create_engine, delete, func, insert, select, text
 from sqlalchemy.engine import make_url
 
-from lamplight_mail import PROJECT_ROOT, accounts, create_app, embedded_redis, outbox
+from lamplight_mail import PROJECT_ROOT, create_app
+from lamplight_mail.accounts import editing
+from lamplight_mail.delivery import outbox
+from lamplight_mail.delivery.mime import new_message_id
+from lamplight_mail.delivery.send_template import SendTemplate
+from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
-from lamplight_mail.messages import new_message_id
 from lamplight_mail.models import (
     AccountKind,
     AuthMethod,
@@ -61,7 +65,6 @@ from lamplight_mail.models import (
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
-from lamplight_mail.rendering import SendTemplate
 
 WORKER_MESSAGES = 5_000
 COMPOSE_RECIPIENTS = 10_000
@@ -207,7 +210,7 @@ def _setup(app: Flask, port: int) -> tuple[User, EmailAccount]:
         max_recipients=500,
         connection_cap=3,
     )
-    accounts.set_password(account, SMTP_PASSWORD)
+    editing.set_password(account, SMTP_PASSWORD)
     db.session.add_all([user, account])
     db.session.commit()
     return user, account

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sys
 
-from lamplight_mail import jobs
-from lamplight_mail.worker import main
+from lamplight_mail.delivery import job
+from lamplight_mail.delivery.worker import main
 
 
-def _always(self: jobs.Delivery) -> None:
+def _always(self: job.Delivery) -> None:
     return None
 
 
 if __name__ == "__main__":
-    jobs.Delivery._may_send = _always
+    job.Delivery._may_send = _always
     sys.exit(main())

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 
 from lamplight_mail.config import load_config
+from lamplight_mail.web import register_blueprints
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,14 +35,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_logging(app: Flask) -> None:
-    from lamplight_mail import logs
+    from lamplight_mail.ops import structured_logs
 
-    logs.init_app(app)
+    structured_logs.init_app(app)
 
 
 def register_extensions(app: Flask) -> None:
     from lamplight_mail import models  # noqa: F401  (tables must be known to Flask-Migrate)
-    from lamplight_mail.auth import init_login
     from lamplight_mail.extensions import (
         begin_form_writes_immediately,
         csrf,
@@ -49,6 +49,7 @@ def register_extensions(app: Flask) -> None:
         init_redis,
         migrate,
     )
+    from lamplight_mail.web.access import init_login
 
     db.init_app(app)
     # Batch mode lets Alembic alter tables on SQLite, which has no ALTER COLUMN.
@@ -60,28 +61,6 @@ def register_extensions(app: Flask) -> None:
     init_redis(app)
 
 
-def register_blueprints(app: Flask) -> None:
-    from lamplight_mail.config import PRODUCTION
-    from lamplight_mail.views import (
-        accounts,
-        admin_sends,
-        audit,
-        auth,
-        compose,
-        dashboard,
-        dev,
-        log,
-        ops,
-        sends,
-        users,
-    )
-
-    for module in (auth, users, accounts, compose, sends, dashboard, log, audit, ops, admin_sends):
-        app.register_blueprint(module.bp)
-    if app.config["ENV_MODE"] != PRODUCTION:
-        app.register_blueprint(dev.bp)
-
-
 def register_cli(app: Flask) -> None:
     from lamplight_mail import cli
 
@@ -89,6 +68,6 @@ def register_cli(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
-    from lamplight_mail import templating
+    from lamplight_mail.web import template_globals
 
-    templating.init_app(app)
+    template_globals.init_app(app)

@@ -7,10 +7,11 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from lamplight_mail import audit, crypto, retention, users
+from lamplight_mail import audit, crypto, users
 from lamplight_mail.extensions import db
-from lamplight_mail.forms.auth import MIN_PASSWORD_LENGTH
 from lamplight_mail.models import EmailAccount, Role
+from lamplight_mail.ops import retention
+from lamplight_mail.web.forms.auth import MIN_PASSWORD_LENGTH
 
 users_cli = AppGroup("users", help="Manage the people who use Lamplight Mail.")
 keys_cli = AppGroup("keys", help="Manage the keys that encrypt stored SMTP passwords.")

@@ -13,7 +13,7 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 
-from lamplight_mail import embedded_redis
+from lamplight_mail.dev import embedded_redis
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {

@@ -76,6 +76,7 @@ PROVIDER_CHOICES = [(name, preset.label) for name, preset in PRESETS.items()] + 
 
 
 class AnswerKind(enum.StrEnum):
+    ACCEPTED = "accepted"  # the service took the message
     TEMPORARY = "temporary"  # retry the message later, with backoff
     PERMANENT = "permanent"  # this message failed; keep the answer
     PAUSE_ACCOUNT = "pause_account"  # the account itself is blocked: hold its mail, tell the admin

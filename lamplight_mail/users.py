@@ -6,8 +6,8 @@ from sqlalchemy import func, select
 
 from lamplight_mail import audit
 from lamplight_mail.extensions import db
-from lamplight_mail.forms.validators import normalise_email
 from lamplight_mail.models import Role, User
+from lamplight_mail.web.forms.validators import normalise_email
 
 
 class DuplicateEmail(ValueError):

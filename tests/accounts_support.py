@@ -8,8 +8,8 @@ import re
 from flask import Flask
 from sqlalchemy import select
 
-from lamplight_mail import accounts
-from lamplight_mail.accounts import AccountValues, PasswordAction, PasswordChange
+from lamplight_mail.accounts import editing
+from lamplight_mail.accounts.editing import AccountValues, PasswordAction, PasswordChange
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AccountKind, AuthMethod, EmailAccount, Security, User
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
@@ -72,7 +72,7 @@ def make_account(
         if password
         else PasswordChange(PasswordAction.LEAVE_TO_OPERATOR)
     )
-    account = accounts.save_account(
+    account = editing.save_account(
         None,
         kind,
         AccountValues(**values),

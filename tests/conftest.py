@@ -22,7 +22,8 @@ from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from lamplight_mail import create_app, embedded_redis
+from lamplight_mail import create_app
+from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role, User
 from tests.smtp_servers import SMTPServer, bound_socket, start_server

@@ -7,9 +7,10 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from lamplight_mail import create_app, limits
+from lamplight_mail import create_app
+from lamplight_mail.delivery import limits
+from lamplight_mail.delivery.mime import new_message_id
 from lamplight_mail.extensions import db
-from lamplight_mail.messages import new_message_id
 from lamplight_mail.models import (
     AccountKind,
     AuthMethod,

@@ -16,7 +16,7 @@ from flask import Flask
 from rq import Queue
 from sqlalchemy import select
 
-from lamplight_mail import accounts
+from lamplight_mail.accounts import editing
 from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.models import (
     AccountKind,
@@ -69,7 +69,7 @@ def make_account(
         connection_cap=connection_cap,
     )
     if password is not None:
-        accounts.set_password(account, password)
+        editing.set_password(account, password)
     db.session.add(account)
     db.session.commit()
     return account

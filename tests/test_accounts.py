@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from lamplight_mail import accounts, crypto
+from lamplight_mail import crypto
+from lamplight_mail.accounts import editing, health, resolution
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     AccountHealth,
@@ -57,7 +58,7 @@ def test_communication_settings_shows_both_options_with_each_accounts_status(app
         make_account(AccountKind.SYSTEM, from_email="office@charity.example")
         make_account(owner=user("olive@charity.example"), password=None)
         paused = make_account(owner=user("bob@charity.example"))
-        accounts.pause(paused, "554 5.2.0 SubmissionQuotaExceededException", "Wait for the window.")
+        health.pause(paused, "554 5.2.0 SubmissionQuotaExceededException", "Wait for the window.")
         db.session.commit()
         paused_id = paused.id
     assert olive and bob
@@ -79,7 +80,7 @@ def test_resume_lets_a_paused_account_send_again_and_is_audited(app, auth, brows
     auth.login_admin()
     with app.app_context():
         account = make_account(AccountKind.SYSTEM)
-        accounts.pause(account, "535 5.7.3 Authentication unsuccessful", None)
+        health.pause(account, "535 5.7.3 Authentication unsuccessful", None)
         db.session.commit()
         account_id = account.id
 
@@ -442,7 +443,7 @@ def test_each_person_has_at_most_one_individual_account(app, auth, browser):
     response = browser.post("/admin/email/operators/new", form_data(operator_id=str(olive_id)))
     assert "Not a valid choice" in response.get_data(as_text=True)
     assert len(accounts_in_db(app)) == 1
-    with app.app_context(), pytest.raises(accounts.AccountConflict):
+    with app.app_context(), pytest.raises(editing.AccountConflict):
         make_account(owner=user("olive@charity.example"))
 
 
@@ -454,7 +455,7 @@ def test_there_is_only_one_single_account(app, auth, browser):
     assert account.from_email == "other@charity.example"  # the second save edited the first
 
     with app.app_context():
-        with pytest.raises(accounts.AccountConflict):
+        with pytest.raises(editing.AccountConflict):
             make_account(AccountKind.SYSTEM)
         # The database holds the line too, whatever the code path.
         db.session.add(
@@ -546,10 +547,10 @@ def test_removing_the_default_single_account_names_everyone_who_depends_on_it(ap
     with app.app_context():
         archived = db.session.get(EmailAccount, system_id)
         assert archived.archived_at is not None and not archived.has_password
-        assert accounts.system_account() is None
+        assert resolution.system_account() is None
         send = db.session.scalar(select(Send))
         assert send.account.label == f"Removed account ({SMTP_USER})"  # history kept
-        assert accounts.resolve_sending_account(user("olive@charity.example")) is None
+        assert resolution.resolve_sending_account(user("olive@charity.example")) is None
     # A new single account can be set up afterwards.
     assert browser.post("/admin/email/system", form_data()).status_code == 302
 
@@ -570,8 +571,8 @@ def test_removing_an_operator_account_says_where_their_mail_goes(app, auth, brow
     assert browser.post(f"/admin/email/operators/{account_id}/delete").status_code == 302
     with app.app_context():
         olive = user("olive@charity.example")
-        assert accounts.own_account(olive) is None
-        assert accounts.resolve_sending_account(olive).from_email == "office@charity.example"
+        assert resolution.own_account(olive) is None
+        assert resolution.resolve_sending_account(olive).from_email == "office@charity.example"
         make_account(owner=olive)  # the person can be given a new account
     audit = browser.get(f"/admin/email/operators/{account_id}/edit")
     assert audit.status_code == 404

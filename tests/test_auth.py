@@ -70,7 +70,7 @@ def test_forms_without_a_csrf_token_are_refused(auth, browser):
 
 
 def _routes(app: Flask, public: bool):
-    from lamplight_mail.auth import PUBLIC_ENDPOINTS
+    from lamplight_mail.web.access import PUBLIC_ENDPOINTS
 
     for rule in app.url_map.iter_rules():
         if (rule.endpoint in PUBLIC_ENDPOINTS) != public or rule.endpoint == "static":

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lamplight_mail import embedded_redis
+from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
 from lamplight_mail.models import User
 from tests.conftest import AuthActions, Browser

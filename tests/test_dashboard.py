@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from rq import Worker
 
-from lamplight_mail import outbox
+from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuthMethod, MessageStatus, SendStatus, utcnow
 from tests.dashboard_support import (
@@ -189,7 +189,7 @@ def test_queue_panel_reads_rq_and_the_oldest_due_message(app, browser, admin):
         add_messages(held, 1, MessageStatus.PENDING, due_at=now - timedelta(days=2))
         db.session.commit()
         queue = outbox.mail_queue()
-        queue.enqueue("lamplight_mail.jobs.deliver", account.id)
+        queue.enqueue("lamplight_mail.delivery.job.deliver", account.id)
         worker = Worker([queue], connection=queue.connection)
         worker.register_birth()
 

@@ -9,9 +9,8 @@ import io
 import pytest
 from sqlalchemy import select
 
-from lamplight_mail import limits
+from lamplight_mail.delivery import limits
 from lamplight_mail.extensions import db
-from lamplight_mail.flagged import split_name
 from lamplight_mail.models import (
     AuditEvent,
     Message,
@@ -23,7 +22,8 @@ from lamplight_mail.models import (
     User,
 )
 from lamplight_mail.providers import MAILCHIMP_HELP_URL
-from lamplight_mail.templating import format_datetime
+from lamplight_mail.reporting.flagged import split_name
+from lamplight_mail.web.template_globals import format_datetime
 from tests.limits_support import make_account, make_send, people, record_sent
 
 NAMED_RECIPIENTS = [

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from lamplight_mail import limits
+from lamplight_mail.delivery import limits
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role, User, utcnow
 from tests.limits_support import (

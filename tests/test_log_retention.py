@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from lamplight_mail import retention
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuditEvent, Message, MessageStatus, Send, SendStatus, utcnow
+from lamplight_mail.ops import retention
 from tests.dashboard_support import (
     add_daily,
     add_messages,

@@ -11,7 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rq import Worker
 
-from lamplight_mail import create_app, embedded_redis, monitoring, outbox
+from lamplight_mail import create_app
+from lamplight_mail.delivery import latency, outbox
+from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
 from lamplight_mail.models import MessageStatus, SendStatus, utcnow
 from tests.dashboard_support import add_daily, add_messages, make_account, make_send, make_user
@@ -102,9 +104,9 @@ def test_metrics_count_what_the_database_holds(app, client):
         make_send(account, olive, status=SendStatus.FLAGGED)
         ids = {"account": account.id, "quiet": quiet.id}
         db.session.commit()
-        outbox.mail_queue().enqueue("lamplight_mail.jobs.deliver", account.id)
+        outbox.mail_queue().enqueue("lamplight_mail.delivery.job.deliver", account.id)
         for seconds in (0.03, 0.7, 45.0):
-            monitoring.observe_smtp_latency(seconds)
+            latency.observe_smtp_latency(seconds)
 
     families = _families(client.get("/metrics"))
     mine = {"account_id": ids["account"], "account": "olive@charity.example"}
@@ -143,14 +145,14 @@ def test_metrics_count_what_the_database_holds(app, client):
     assert _value(families, "lamplight_mail_redis_up") == 1
     assert 290 <= _value(families, "lamplight_mail_oldest_due_seconds") < 3600
 
-    latency = "lamplight_mail_smtp_latency_seconds"
-    assert families[latency].type == "histogram"
-    assert _value(families, latency, latency + "_bucket", le="0.05") == 1
-    assert _value(families, latency, latency + "_bucket", le="1.0") == 2
-    assert _value(families, latency, latency + "_bucket", le="30.0") == 2
-    assert _value(families, latency, latency + "_bucket", le="+Inf") == 3
-    assert _value(families, latency, latency + "_count") == 3
-    assert _value(families, latency, latency + "_sum") == pytest.approx(45.73)
+    histogram = "lamplight_mail_smtp_latency_seconds"
+    assert families[histogram].type == "histogram"
+    assert _value(families, histogram, histogram + "_bucket", le="0.05") == 1
+    assert _value(families, histogram, histogram + "_bucket", le="1.0") == 2
+    assert _value(families, histogram, histogram + "_bucket", le="30.0") == 2
+    assert _value(families, histogram, histogram + "_bucket", le="+Inf") == 3
+    assert _value(families, histogram, histogram + "_count") == 3
+    assert _value(families, histogram, histogram + "_sum") == pytest.approx(45.73)
 
 
 def test_metrics_without_redis_still_report_the_database_figures(app, client, tmp_path):

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from lamplight_mail import outbox, rollups
+from lamplight_mail.delivery import outbox, rollups
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     AccountDailyStats,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from lamplight_mail.delivery.transports.base import ConnectionSettings, TransportFailure
+from lamplight_mail.delivery.transports.smtp import connect
 from lamplight_mail.models import AuthMethod, Security
 from lamplight_mail.providers import AnswerKind
-from lamplight_mail.smtp import ConnectionSettings, SMTPFailure, connect
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
 
 
@@ -32,7 +33,8 @@ def test_starttls_then_auth_then_delivery_over_one_connection(smtp_server, auth_
     with connect(settings(smtp_server, auth_method=auth_method)) as connection:
         first = connection.deliver(SMTP_USER, ["a@example.org"], MESSAGE)
         connection.deliver(SMTP_USER, ["b@example.org"], MESSAGE)
-    assert first.startswith("250")
+    assert first.accepted
+    assert str(first).startswith("250")
     assert smtp_server.recorder.recipients() == ["a@example.org", "b@example.org"]
     assert smtp_server.recorder.connections_total == 1
     assert smtp_server.recorder.logins == [(SMTP_USER, True)]
@@ -45,13 +47,13 @@ def test_implicit_tls(smtp_ssl_server):
 
 
 def test_wrong_password_is_the_servers_answer_with_app_password_advice(smtp_server):
-    with pytest.raises(SMTPFailure) as caught:
+    with pytest.raises(TransportFailure) as caught:
         connect(settings(smtp_server, password="sign-in password"))
-    failure = caught.value
+    failure = caught.value.answer
     assert (failure.stage, failure.code, failure.kind) == ("auth", 535, AnswerKind.PAUSE_ACCOUNT)
-    assert "5.7.3" in failure.answer
+    assert "5.7.3" in failure.text
     assert "app password" in failure.hint
-    assert "sign-in password" not in str(failure)
+    assert "sign-in password" not in str(caught.value)
 
 
 def test_authenticated_smtp_disabled_gets_the_admin_centre_advice(smtp_server):
@@ -59,29 +61,29 @@ def test_authenticated_smtp_disabled_gets_the_admin_centre_advice(smtp_server):
         "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the "
         "Tenant."
     )
-    with pytest.raises(SMTPFailure) as caught:
+    with pytest.raises(TransportFailure) as caught:
         connect(settings(smtp_server))
-    assert "Authenticated SMTP" in caught.value.hint
+    assert "Authenticated SMTP" in caught.value.answer.hint
 
 
 def test_untrusted_certificate_is_refused(smtp_server, monkeypatch, tmp_path):
     empty_store = tmp_path / "empty.pem"
     empty_store.write_text("")
     monkeypatch.setenv("SSL_CERT_FILE", str(empty_store))
-    with pytest.raises(SMTPFailure) as caught:
+    with pytest.raises(TransportFailure) as caught:
         connect(settings(smtp_server))
-    assert caught.value.stage == "tls"
-    assert "certificate" in caught.value.answer
+    assert caught.value.answer.stage == "tls"
+    assert "certificate" in caught.value.answer.text
 
 
 def test_implicit_tls_against_a_starttls_port_is_explained(smtp_server):
-    with pytest.raises(SMTPFailure) as caught:
+    with pytest.raises(TransportFailure) as caught:
         connect(settings(smtp_server, security=Security.SSL, port=smtp_server.port))
-    assert caught.value.stage in ("connect", "tls")
+    assert caught.value.answer.stage in ("connect", "tls")
 
 
 def test_refused_connection_is_explained(closed_port):
-    with pytest.raises(SMTPFailure) as caught:
+    with pytest.raises(TransportFailure) as caught:
         connect(
             ConnectionSettings(
                 host="127.0.0.1",
@@ -92,15 +94,15 @@ def test_refused_connection_is_explained(closed_port):
                 timeout=2,
             )
         )
-    assert "refused" in caught.value.answer
+    assert "refused" in caught.value.answer.text
 
 
 def test_rejected_recipient_keeps_the_answer_and_the_connection_usable(smtp_server):
     smtp_server.recorder.reply_for("gone@example.org", "550 5.1.1 User unknown")
     with connect(settings(smtp_server)) as connection:
-        with pytest.raises(SMTPFailure) as caught:
-            connection.deliver(SMTP_USER, ["gone@example.org"], MESSAGE)
-        connection.deliver(SMTP_USER, ["ok@example.org"], MESSAGE)
-    assert (caught.value.code, caught.value.kind) == (550, AnswerKind.PERMANENT)
-    assert "5.1.1 User unknown" in caught.value.answer
+        refused = connection.deliver(SMTP_USER, ["gone@example.org"], MESSAGE)
+        accepted = connection.deliver(SMTP_USER, ["ok@example.org"], MESSAGE)
+    assert (refused.code, refused.kind, refused.accepted) == (550, AnswerKind.PERMANENT, False)
+    assert "5.1.1 User unknown" in refused.text
+    assert accepted.accepted
     assert smtp_server.recorder.recipients() == ["ok@example.org"]

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from lamplight_mail import outbox
+from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     AccountDailyStats,

@@ -12,10 +12,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, select, update
 
-from lamplight_mail import outbox
-from lamplight_mail.claims import Lease, Outcome
+from lamplight_mail.delivery import outbox
+from lamplight_mail.delivery.claims import Lease, Outcome
+from lamplight_mail.delivery.mime import HeaderInjection, build_message, to_bytes
+from lamplight_mail.delivery.send_template import SendTemplate
+from lamplight_mail.delivery.transactions import write_transaction
 from lamplight_mail.extensions import db
-from lamplight_mail.messages import HeaderInjection, build_message, to_bytes
 from lamplight_mail.models import (
     AccountDailyStats,
     Message,
@@ -26,8 +28,6 @@ from lamplight_mail.models import (
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
-from lamplight_mail.rendering import SendTemplate
-from lamplight_mail.transactions import write_transaction
 from tests.outbox_support import make_account, make_user, statuses
 
 

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from lamplight_mail import accounts, outbox
+from lamplight_mail.accounts import editing, health
+from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     AccountDailyStats,
@@ -158,8 +159,8 @@ def test_a_wrong_password_pauses_the_account_and_holds_its_mail_until_resumed(
 
     # The admin enters the app password and resumes the account.
     account = db.session.get(EmailAccount, account.id)
-    accounts.set_password(account, SMTP_PASSWORD)
-    accounts.resume(account)
+    editing.set_password(account, SMTP_PASSWORD)
+    health.resume(account)
     db.session.commit()
     run_burst_worker(worker_env)
 

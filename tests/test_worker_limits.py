@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from lamplight_mail import limits, outbox
+from lamplight_mail.delivery import limits, outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, Message, MessageStatus, Role, User
 from lamplight_mail.recipients import Recipient

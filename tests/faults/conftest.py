@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from lamplight_mail import embedded_redis
+from lamplight_mail.dev import embedded_redis
 
 
 @dataclass(frozen=True)

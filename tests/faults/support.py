@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from lamplight_mail import outbox
+from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, Message, MessageStatus, Send, User
 from lamplight_mail.recipients import Recipient

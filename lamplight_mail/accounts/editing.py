@@ -1,0 +1,248 @@
+"""Saving and removing email accounts: settings as an admin enters them, write-only passwords
+(replaced only on purpose, or left for the operator), and removal that keeps history. Audited;
+callers commit."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import asdict, dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from lamplight_mail import audit, crypto
+from lamplight_mail.accounts.resolution import own_account, system_account
+from lamplight_mail.extensions import db
+from lamplight_mail.models import (
+    AccountKind,
+    AuthMethod,
+    EmailAccount,
+    Security,
+    Send,
+    SendStatus,
+    User,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AccountValues:
+    """An account's settings as an admin enters them (everything but the password)."""
+
+    provider: str
+    host: str
+    port: int
+    auth_method: AuthMethod
+    security: Security
+    username: str
+    from_email: str
+    from_name: str
+    daily_limit: int
+    per_minute_limit: int
+    max_recipients: int
+    connection_cap: int
+    reserve_percent: int
+
+
+class PasswordAction(enum.StrEnum):
+    KEEP = "keep"
+    REPLACE = "replace"
+    LEAVE_TO_OPERATOR = "operator"  # clear it: the owner types their own at /my/email
+
+
+@dataclass(frozen=True)
+class PasswordChange:
+    action: PasswordAction
+    new_password: str | None = field(default=None, repr=False)
+
+
+class AccountConflict(ValueError):
+    """The change would break "one single account" or "one account per person"."""
+
+
+def save_account(
+    account: EmailAccount | None,
+    kind: AccountKind,
+    values: AccountValues,
+    password: PasswordChange,
+    *,
+    owner: User | None = None,
+    default_for_operators: bool | None = None,
+) -> EmailAccount:
+    """Create the account (`account=None`) or update it, and record what changed.
+
+    `owner` is for individual accounts, `default_for_operators` for the single account."""
+    creating = account is None
+    if creating:
+        if kind == AccountKind.SYSTEM and system_account() is not None:
+            raise AccountConflict("There is already a single account for all operators.")
+        if kind == AccountKind.OPERATOR and owner is None:
+            raise AccountConflict("An individual account needs someone to send through it.")
+        account = EmailAccount(kind=kind, default_for_operators=False)
+    if owner is not None:
+        _check_owner_free(owner, account)
+    before = {} if creating else _audit_values(account)
+    for name, value in asdict(values).items():
+        setattr(account, name, value)
+    if owner is not None and kind == AccountKind.OPERATOR:
+        account.owner = owner
+    if default_for_operators is not None and kind == AccountKind.SYSTEM:
+        account.default_for_operators = default_for_operators
+    password_changed = _apply_password(account, values.auth_method, password)
+    if creating:
+        db.session.add(account)
+        db.session.flush()  # the id, for the audit trail
+    changes: dict[str, object] = {
+        name: value
+        for name, value in _audit_values(account).items()
+        if creating or before[name] != value
+    }
+    if password_changed:
+        changes["password"] = True
+    if creating:
+        audit.record(
+            "account.created", "email_account", account.id, f"Added {account.label}", changes
+        )
+    elif changes:
+        audit.record(
+            "account.updated",
+            "email_account",
+            account.id,
+            f"Changed {', '.join(changes)} of {account.label}",
+            changes,
+        )
+    return account
+
+
+def set_own_password(account: EmailAccount, password: str) -> None:
+    """The owner types their own password (the admin set everything else)."""
+    set_password(account, password)
+    audit.record(
+        "account.password_set",
+        "email_account",
+        account.id,
+        f"Set the password of {account.label}",
+        {"password": True},
+    )
+
+
+def set_password(account: EmailAccount, password: str) -> None:
+    account.password_encrypted = crypto.encrypt(password)
+
+
+def _check_owner_free(owner: User, account: EmailAccount | None) -> None:
+    existing = own_account(owner)
+    if existing is not None and existing is not account:
+        raise AccountConflict(f"{owner.name} already has an individual account.")
+
+
+def _apply_password(account: EmailAccount, auth_method: AuthMethod, change: PasswordChange) -> bool:
+    """Returns whether the stored password changed (set, replaced or removed)."""
+    if auth_method == AuthMethod.NONE or change.action == PasswordAction.LEAVE_TO_OPERATOR:
+        # No secret is kept that nothing will use.
+        removed = account.password_encrypted is not None
+        account.password_encrypted = None
+        return removed
+    if change.action == PasswordAction.REPLACE and change.new_password:
+        set_password(account, change.new_password)
+        return True
+    return False
+
+
+def _audit_values(account: EmailAccount) -> dict[str, object]:
+    """The account's settings in plain values, never the password."""
+    values: dict[str, object] = {
+        name: getattr(account, name) for name in AccountValues.__dataclass_fields__
+    }
+    values["auth_method"] = account.auth_method.value
+    values["security"] = account.security.value
+    values["owner"] = account.owner.email if account.owner else None
+    values["default_for_operators"] = account.default_for_operators
+    return values
+
+
+def port_warning(port: int, security: Security, auth_method: AuthMethod) -> str | None:
+    """A settings combination that is allowed but almost always a mistake."""
+    if port == 465 and security == Security.TLS:
+        return "Port 465 normally expects SSL type SSL (implicit TLS), not TLS (STARTTLS)."
+    if port == 587 and security == Security.SSL:
+        return "Port 587 normally expects SSL type TLS (STARTTLS), not SSL."
+    if security == Security.NONE and auth_method != AuthMethod.NONE:
+        return (
+            "With SSL type none the password crosses the network unencrypted: use TLS or SSL "
+            "unless this is a relay on your own network."
+        )
+    return None
+
+
+# --- removing ------------------------------------------------------------------------------
+
+
+class AccountInUse(ValueError):
+    """Mail is still waiting to go through the account."""
+
+
+def open_sends(account: EmailAccount) -> int:
+    """Sends not finished with this account: held (flagged), queued or going out."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Send)
+        .where(
+            Send.account_id == account.id,
+            Send.status.in_([SendStatus.FLAGGED, SendStatus.QUEUED, SendStatus.SENDING]),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Removal:
+    """Who a removal affects: those who lose this account, and where their mail goes next."""
+
+    affected: list[User]
+    fallback: EmailAccount | None  # the single account they fall back to, if any
+
+
+def removal_effect(account: EmailAccount) -> Removal:
+    if account.kind == AccountKind.OPERATOR:
+        shared = system_account()
+        fallback = shared if shared is not None and shared.default_for_operators else None
+        return Removal([account.owner] if account.owner else [], fallback)
+    if not account.default_for_operators:
+        return Removal([], None)
+    # Everyone whose own account is missing or not ready sends through the default account.
+    users = db.session.scalars(
+        select(User)
+        .options(selectinload(User.account))
+        .where(User.is_active_user)
+        .order_by(User.name, User.id)
+    ).all()
+    return Removal([u for u in users if u.account is None or not u.account.is_ready], None)
+
+
+def remove_account(account: EmailAccount) -> None:
+    """Archive the account: it stops being used, its secret is dropped, its history stays."""
+    waiting = open_sends(account)
+    if waiting:
+        raise AccountInUse(
+            f"{waiting} send(s) still use this account (held, queued or going out). Wait for "
+            "them to finish, or cancel them, before removing it."
+        )
+    owner = account.owner
+    audit.record(
+        "account.removed",
+        "email_account",
+        account.id,
+        f"Removed {account.label}",
+        {
+            "kind": account.kind.value,
+            "from_email": account.from_email,
+            "owner": owner.email if owner else None,
+        },
+    )
+    account.archived_at = utcnow()
+    account.owner = None
+    account.default_for_operators = False
+    account.password_encrypted = None

@@ -1,0 +1,92 @@
+"""Which account is which (the single account, an operator's own, the one a send uses) and how
+to reach it."""
+
+from __future__ import annotations
+
+from flask import current_app
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import contains_eager
+
+from lamplight_mail import crypto
+from lamplight_mail.delivery.transports.base import ConnectionSettings
+from lamplight_mail.extensions import db
+from lamplight_mail.models import AccountKind, EmailAccount, User
+
+
+def system_account() -> EmailAccount | None:
+    return db.session.scalar(
+        select(EmailAccount).where(
+            EmailAccount.kind == AccountKind.SYSTEM, EmailAccount.archived_at.is_(None)
+        )
+    )
+
+
+def own_account(user: User) -> EmailAccount | None:
+    # Archiving detaches the owner, so an owned account is always a live one.
+    return db.session.scalar(select(EmailAccount).where(EmailAccount.owner_id == user.id))
+
+
+def live_account(account_id: int) -> EmailAccount | None:
+    account = db.session.get(EmailAccount, account_id)
+    return account if account is not None and account.archived_at is None else None
+
+
+_LIVE_OPERATOR_ACCOUNT = (
+    EmailAccount.kind == AccountKind.OPERATOR,
+    EmailAccount.archived_at.is_(None),
+)
+
+
+def operator_accounts_query(paused_first: bool = False) -> Select:
+    """Live individual accounts with their owners, by owner name."""
+    order = (EmailAccount.paused_at.is_(None),) if paused_first else ()
+    return (
+        select(EmailAccount)
+        .join(EmailAccount.owner)
+        .options(contains_eager(EmailAccount.owner))
+        .where(*_LIVE_OPERATOR_ACCOUNT)
+        .order_by(*order, User.name, EmailAccount.id)
+    )
+
+
+def count_operator_accounts() -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(EmailAccount).where(*_LIVE_OPERATOR_ACCOUNT)
+    )
+
+
+def users_without_account() -> list[User]:
+    """Active users who could be given an individual account."""
+    return list(
+        db.session.scalars(
+            select(User)
+            .where(User.is_active_user, ~User.account.has())
+            .order_by(User.name, User.id)
+        )
+    )
+
+
+def resolve_sending_account(user: User) -> EmailAccount | None:
+    """The sender's own account when it is ready, else the single account when it is the
+    default for operators, else None (compose then says no account is set up)."""
+    own = own_account(user)
+    if own is not None and own.is_ready:
+        return own
+    shared = system_account()
+    if shared is not None and shared.default_for_operators:
+        return shared
+    return None
+
+
+def connection_settings(account: EmailAccount) -> ConnectionSettings:
+    """Everything needed to connect, the password decrypted only here, only when sending."""
+    password = crypto.decrypt(account.password_encrypted) if account.has_password else None
+    return ConnectionSettings(
+        host=account.host,
+        port=account.port,
+        security=account.security,
+        auth_method=account.auth_method,
+        username=account.username,
+        password=password,
+        timeout=current_app.config["SMTP_TIMEOUT_SECONDS"],
+    )

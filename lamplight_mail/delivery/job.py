@@ -1,0 +1,394 @@
+"""What the worker runs: deliver one account's due messages over one SMTP connection.
+
+A job carries an account id and nothing else. It claims a batch of due messages with a lease,
+connects once (STARTTLS or TLS, AUTH), sends each message on that connection and records its
+outcome right after the server answers, then claims the next batch, until nothing is due or the
+job has had its share of the worker. Up to the account's connection cap of these jobs run at
+once, across every worker.
+
+Every message asks the limiter (limits.py) right before it goes. A refusal gives the rest of the
+batch back, deferred to the moment the limiter names, without counting an attempt, and schedules
+a job for that moment: no worker waits on an account that may not send, and other accounts'
+mail goes on. Without Redis nothing is sent at all, since unmetered mail could overrun the
+account's limit; the sweep picks the mail up again once Redis is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta
+from functools import partial
+
+import redis
+from flask import current_app
+
+from lamplight_mail import crypto
+from lamplight_mail.accounts import health, resolution
+from lamplight_mail.delivery import limits, outbox
+from lamplight_mail.delivery.claims import Claimed, Lease, Outcome, Recorder
+from lamplight_mail.delivery.mime import HeaderInjection
+from lamplight_mail.delivery.send_template import SendTemplate
+from lamplight_mail.delivery.transactions import write_transaction
+from lamplight_mail.delivery.transports import open_transport
+from lamplight_mail.delivery.transports.base import (
+    Answer,
+    ConnectionSettings,
+    Transport,
+    TransportFailure,
+)
+from lamplight_mail.extensions import db
+from lamplight_mail.models import EmailAccount, MessageStatus, Send, utcnow
+from lamplight_mail.providers import AnswerKind
+
+log = logging.getLogger(__name__)
+
+# An account whose whole allowance is kept in reserve (or zero) can send nothing: look again
+# after this long, in case an admin raised its limit.
+NO_ALLOWANCE_RETRY = timedelta(hours=1)
+
+
+def deliver(account_id: int) -> None:
+    """The RQ job: deliver what is due for the account, then hand over to a fresh job if time
+    ran out with work left."""
+    outbox.delivery_started(account_id)
+    try:
+        account = db.session.get(EmailAccount, account_id)
+        if account is None or account.paused_at is not None:
+            return
+        # The job's own copy of the account's settings and limits (changes apply from the next
+        # job): the session's commits must not expire it, or reading it again would hold a
+        # transaction open while SMTP talks.
+        db.session.expunge(account)
+        # After a Redis loss the limiter rebuilds its windows from the sent log, counting every
+        # claimed message as possibly on the wire: rebuilt now, before this job claims any.
+        limits.ensure_windows(account_id)
+        delivery = Delivery.prepare(account)
+        if delivery is None:
+            return
+        with limits.connection_slot(account, delivery.lease_seconds) as slot:
+            if slot is None:
+                return  # the account's other connections are draining its mail
+            out_of_time = delivery.run(slot)
+        if out_of_time:
+            outbox.enqueue_delivery(account_id)
+    finally:
+        db.session.remove()
+
+
+def backoff(attempts: int, base: float, cap: float) -> timedelta:
+    """Exponential backoff with jitter: about base, 2 x base, 4 x base ... up to cap, each
+    drawn from its upper half so retries from many messages spread out."""
+    delay = min(cap, base * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=random.uniform(delay / 2, delay))
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+class Delivery:
+    """One job's delivery for one account: claim, connect once, send, record, repeat."""
+
+    def __init__(self, account: EmailAccount, settings: ConnectionSettings) -> None:
+        config = current_app.config
+        self.account = account
+        self.account_id = account.id
+        self.from_email = account.from_email
+        self.from_name = account.from_name
+        self.settings = settings
+        self.lease_seconds = config["MAIL_LEASE_SECONDS"]
+        self.batch_size = config["MAIL_BATCH_SIZE"]
+        self.max_attempts = config["MAIL_MAX_ATTEMPTS"]
+        self.retry_base = config["MAIL_RETRY_BASE_SECONDS"]
+        self.retry_cap = config["MAIL_RETRY_MAX_SECONDS"]
+        self.deadline = time.monotonic() + config["MAIL_JOB_SECONDS"]
+        self.connection: Transport | None = None
+        self.templates: dict[int, SendTemplate | str] = {}
+        self.sends: set[int] = set()
+        self.stopped = False  # the account was paused, or its server cannot be reached
+        self.pause_answer = ""
+        self.reservation: limits.Reservation | None = None  # what the message on the wire counts
+        self.held_until: datetime | None = None  # the provider asked us to wait until then
+
+    @classmethod
+    def prepare(cls, account: EmailAccount) -> Delivery | None:
+        """A delivery for the account; None (and the account paused) when its stored password
+        cannot be read."""
+        try:
+            settings = resolution.connection_settings(account)
+        except crypto.SecretUnreadable:
+            _pause(
+                account.id,
+                "The stored password cannot be decrypted with the configured keys.",
+                "Enter the account's password again, or put the old key back in "
+                "LAMPLIGHT_MAIL_KEYS (after the new one) and run `flask keys rotate`.",
+            )
+            return None
+        return cls(account, settings)
+
+    @property
+    def out_of_time(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def run(self, slot: limits.ConnectionSlot) -> bool:
+        """Deliver batch after batch; True when it stopped for time rather than for want of
+        due work (or because the account cannot send)."""
+        owner = _owner()
+        self.lease = Lease(self.account_id, owner, self.lease_seconds)
+        self.recorder = Recorder(self.account_id, owner, self.lease_seconds)
+        try:
+            while not self.stopped:
+                if self.out_of_time:
+                    return True
+                batch = self.lease.claim(self.batch_size)
+                if not batch:
+                    return False
+                if len(batch) == self.batch_size:
+                    # There may be more: let another connection join, up to the cap.
+                    outbox.enqueue_delivery(self.account_id)
+                self.sends.update(message.send_id for message in batch)
+                self._send_batch(batch, slot)
+            return False
+        finally:
+            self._disconnect()
+            self.recorder.close()
+            self.lease.finish_sends(self.sends)
+            self.lease.close()
+
+    def _send_batch(self, batch: list[Claimed], slot: limits.ConnectionSlot) -> None:
+        held = {message.id for message in batch}
+        for index, message in enumerate(batch):
+            if message.id not in held:
+                continue
+            rest = partial(_still_held, batch, index, held)
+            try:
+                if self.lease.due_for_check:
+                    held &= self.lease.renew(m.id for m in rest())
+                    if not slot.renew():
+                        self.stopped = True  # the slot lapsed: another connection has it
+                    if message.id not in held:
+                        continue
+                if self.stopped or self.out_of_time:
+                    self.lease.give_back(rest())
+                    return
+                refusal = self._may_send()
+            except redis.RedisError as error:
+                log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)
+                self.stopped = True
+                self.lease.give_back(rest())
+                return
+            if refusal is not None:
+                self._defer(rest(), *refusal)
+                return
+            if self.connection is None and not self._connect(rest()):
+                return
+            outcome = self._attempt(message)
+            if outcome is None:  # the account was paused or held by this answer
+                self._hold(rest())
+                return
+            self.recorder.record(message, outcome)
+
+    def _may_send(self) -> tuple[datetime, str] | None:
+        """The one place a delivery asks "may this message go now?": None for yes (with the
+        message's place in the account's windows reserved), else the moment to ask again and
+        why. The account's connections are capped by the limiter's slot (see deliver)."""
+        decision = limits.acquire(self.account)
+        self.reservation = decision.reservation
+        if decision.allowed:
+            return None
+        if decision.not_before is None:  # TOO_MANY_RECIPIENTS: no moment would do
+            return decision.now + NO_ALLOWANCE_RETRY, "The account's daily limit leaves no room."
+        return decision.not_before, _WAITING_FOR[decision.refusal]
+
+    def _refund(self) -> None:
+        """Give back the room counted for the message that did not go."""
+        reservation, self.reservation = self.reservation, None
+        if reservation is None:
+            return
+        try:
+            limits.refund(reservation)
+        except redis.RedisError as error:
+            # Counting too much errs on the safe side.
+            log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)
+
+    def _defer(self, rest: list[Claimed], due_at: datetime, why: str) -> None:
+        """Give the untried messages back, due at `due_at` with no attempt counted, and have a
+        job start then."""
+        self.lease.give_back(rest, status=MessageStatus.DEFERRED, due_at=due_at, answer=why)
+        try:
+            outbox.schedule_delivery(self.account_id, due_at)
+        except redis.RedisError as error:
+            log.warning("account %s: no wake-up scheduled: %s", self.account_id, error)
+
+    def _not_accepted(self, failure: Answer) -> bool:
+        """The server did not take the message on the wire: give back what it counted, and
+        when the answer says the provider's own quota or rate was reached, hold the account.
+        True when held (the message and the rest then wait, no attempt counted)."""
+        if failure.kind == AnswerKind.UNKNOWN:
+            self.reservation = None  # the message may have gone: it stays counted
+        else:
+            self._refund()
+        try:
+            self.held_until = limits.hold_for_answer(self.account, failure.code, failure.text)
+        except redis.RedisError as error:
+            # Then a quota answer pauses the account instead.
+            log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)
+        if self.held_until is None:
+            return False
+        self.pause_answer = str(failure)
+        self.stopped = True
+        return True
+
+    def _connect(self, rest: list[Claimed]) -> bool:
+        try:
+            self.connection = open_transport(self.settings)
+        except TransportFailure as error:
+            log.warning("account %s: cannot connect: %s", self.account_id, error)
+            failure = error.answer
+            if self._not_accepted(failure):
+                self._hold(rest)
+            elif failure.kind == AnswerKind.PAUSE_ACCOUNT:
+                self._pause(failure)
+                self._hold(rest)
+            else:
+                # The server is down or refusing: every message waiting on it counts a try, so
+                # an account whose server never comes back ends in failures, not a loop.
+                for message in rest:
+                    self.lease.record(message, self._retry_or_fail(message, failure))
+                self.stopped = True
+            return False
+        return True
+
+    def _attempt(self, message: Claimed) -> Outcome | None:
+        """Send one message on the open connection; None when the answer paused the account."""
+        template = self._template(message.send_id)
+        try:
+            if isinstance(template, str):
+                return self._unbuildable(template)
+            payload = template.render(
+                message.recipient_email, message.recipient_name, message.message_id_header
+            )
+        except (HeaderInjection, UnicodeError) as error:
+            return self._unbuildable(str(error))
+        assert self.connection is not None
+        started, waited = time.monotonic(), 0.0
+
+        def previous_marked() -> None:
+            # The previous message is marked before this one can be accepted; the wait is ours,
+            # not the server's, so it is left out of the latency.
+            nonlocal waited
+            began = time.monotonic()
+            self.recorder.wait()
+            waited = time.monotonic() - began
+
+        answer = self.connection.deliver(
+            self.from_email,
+            [message.recipient_email],
+            payload,
+            before_content=previous_marked,
+        )
+        if answer.accepted:
+            outcome = Outcome(MessageStatus.SENT, str(answer), answer.code)
+        else:
+            outcome = self._after_failure(message, answer)
+            if outcome is None or answer.code is None:
+                return outcome  # paused, or the server never answered: nothing to time
+        return replace(outcome, seconds=time.monotonic() - started - waited)
+
+    def _unbuildable(self, why: str) -> Outcome:
+        self._refund()  # it never went
+        return Outcome(MessageStatus.FAILED, f"The message could not be built: {why}")
+
+    def _after_failure(self, message: Claimed, failure: Answer) -> Outcome | None:
+        if failure.code is None or failure.code == 421:
+            # The connection is gone (or the server is closing it): reconnect for the next one.
+            self._disconnect()
+        if self._not_accepted(failure):
+            return None
+        if failure.kind == AnswerKind.PAUSE_ACCOUNT:
+            self._pause(failure)
+            return None
+        if failure.kind == AnswerKind.UNKNOWN:
+            return Outcome(
+                MessageStatus.FAILED,
+                f"Outcome unknown: {failure!s}. The server may have accepted the message "
+                "before the connection failed, so it is not sent again automatically.",
+                failure.code,
+            )
+        if failure.kind == AnswerKind.TEMPORARY:
+            return self._retry_or_fail(message, failure)
+        return Outcome(MessageStatus.FAILED, str(failure), failure.code)
+
+    def _retry_or_fail(self, message: Claimed, failure: Answer) -> Outcome:
+        if message.attempts >= self.max_attempts:
+            return Outcome(
+                MessageStatus.FAILED,
+                f"{failure!s} (gave up after {message.attempts} attempts)",
+                failure.code,
+            )
+        due_at = utcnow() + backoff(message.attempts, self.retry_base, self.retry_cap)
+        return Outcome(MessageStatus.DEFERRED, str(failure), failure.code, due_at)
+
+    def _pause(self, failure: Answer) -> None:
+        _pause(self.account_id, str(failure), failure.hint)
+        self.pause_answer = str(failure)
+        self.stopped = True
+
+    def _hold(self, rest: list[Claimed]) -> None:
+        """Keep the messages untried: until the provider's hold ends, or until an admin resumes
+        the paused account."""
+        if self.held_until is not None:
+            self._defer(rest, self.held_until, f"Waiting, as the server asked: {self.pause_answer}")
+            return
+        self.lease.give_back(
+            rest,
+            status=MessageStatus.DEFERRED,
+            answer=f"Held while the account is paused: {self.pause_answer}",
+        )
+
+    def _template(self, send_id: int) -> SendTemplate | str:
+        """The send's message, built once per job (or why it cannot be built)."""
+        if send_id not in self.templates:
+            send = db.session.get(Send, send_id)
+            try:
+                self.templates[send_id] = SendTemplate(
+                    from_email=self.from_email,
+                    from_name=self.from_name,
+                    subject=send.subject,
+                    body_text=send.body_text,
+                    body_html=send.body_html,
+                )
+            except HeaderInjection as error:
+                self.templates[send_id] = str(error)
+            finally:
+                db.session.commit()  # ends the read: no transaction stays open during SMTP
+        return self.templates[send_id]
+
+    def _disconnect(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+_WAITING_FOR = {
+    limits.Refusal.DAILY: "Waiting for room in the account's daily limit.",
+    limits.Refusal.MINUTE: "Paced to the account's messages per minute.",
+    limits.Refusal.HELD: "Waiting: the provider asked for a pause in sending.",
+    limits.Refusal.REBUILDING: "Waiting for the sending limits to be restored.",
+}
+
+
+def _pause(account_id: int, reason: str, advice: str | None) -> None:
+    with write_transaction():
+        health.pause(db.session.get(EmailAccount, account_id), reason, advice)
+
+
+def _still_held(batch: list[Claimed], index: int, held: set[int]) -> list[Claimed]:
+    """The batch from `index` on, without the messages this job no longer holds."""
+    return [message for message in batch[index:] if message.id in held]

@@ -1,0 +1,288 @@
+"""The SMTP transport: connect, secure, authenticate, deliver. No Flask, no database, no queue.
+
+Every outcome becomes an Answer carrying the server's own answer (or a plain description of what
+went wrong on the network) and its meaning, never the password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass, field, replace
+
+from lamplight_mail.delivery.transports.base import (
+    Answer,
+    BeforeContent,
+    ConnectionSettings,
+    TransportFailure,
+)
+from lamplight_mail.models import AuthMethod, Security
+from lamplight_mail.providers import AnswerKind, interpret
+
+
+def _failure(
+    stage: str,
+    text: str,
+    code: int | None = None,
+    kind: AnswerKind | None = None,
+    hint: str | None = None,
+) -> Answer:
+    """An answer that is not an acceptance, with its meaning looked up unless given."""
+    interpretation = interpret(code, text)
+    return Answer(kind or interpretation.kind, text, code, stage, hint or interpretation.hint)
+
+
+def _tls_context() -> ssl.SSLContext:
+    # The system trust store (SSL_CERT_FILE is honoured by OpenSSL), TLS 1.2 at least, as
+    # Microsoft requires.
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def _text(response: bytes | str) -> str:
+    return response.decode("utf-8", "replace") if isinstance(response, bytes) else str(response)
+
+
+def _network_failure(settings: ConnectionSettings, error: BaseException, stage: str) -> Answer:
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return _failure(
+            "tls",
+            f"certificate not trusted: {error.verify_message}",
+            kind=AnswerKind.TEMPORARY,
+            hint="The server's certificate could not be verified. Check the host name is the "
+            "provider's own (e.g. smtp.office365.com) rather than an alias.",
+        )
+    if isinstance(error, ssl.SSLError):
+        hint = (
+            "Port 587 expects SSL type TLS (STARTTLS), not SSL."
+            if settings.port == 587 and settings.security == Security.SSL
+            else "The secure connection could not be set up. Check the SSL type matches the port "
+            "(465: SSL, 587: TLS)."
+        )
+        return _failure(
+            "tls", f"TLS failed: {error.reason or error}", kind=AnswerKind.TEMPORARY, hint=hint
+        )
+    # smtplib turns a read that timed out into SMTPServerDisconnected; the timeout is its cause.
+    if isinstance(error, TimeoutError | socket.timeout) or isinstance(
+        error.__context__, TimeoutError
+    ):
+        hint = (
+            "Port 465 expects SSL type SSL (implicit TLS)."
+            if settings.port == 465 and settings.security != Security.SSL
+            else f"Nothing answered within {settings.timeout:g} seconds. Check the host and port, "
+            "and that this server may connect out to it."
+        )
+        return _failure(
+            stage,
+            f"no answer from {where} within {settings.timeout:g} s",
+            kind=AnswerKind.TEMPORARY,
+            hint=hint,
+        )
+    if isinstance(error, ConnectionRefusedError):
+        return _failure(
+            "connect",
+            f"connection refused by {where}",
+            kind=AnswerKind.TEMPORARY,
+            hint="Nothing accepts connections on that port. Check the port number.",
+        )
+    if isinstance(error, socket.gaierror):
+        return _failure(
+            "connect",
+            f"host {settings.host} not found",
+            kind=AnswerKind.TEMPORARY,
+            hint="The host name could not be found. Check its spelling.",
+        )
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        hint = (
+            "Port 465 expects SSL type SSL (implicit TLS)."
+            if settings.port == 465 and settings.security != Security.SSL
+            else None
+        )
+        return _failure(
+            stage,
+            f"the server closed the connection ({error})",
+            kind=AnswerKind.TEMPORARY,
+            hint=hint,
+        )
+    return _failure(stage, f"{type(error).__name__}: {error}", kind=AnswerKind.TEMPORARY)
+
+
+def _dot_stuffed(message: bytes) -> bytes:
+    """The message as DATA carries it (RFC 5321 4.5.2): a leading dot doubled on every line,
+    CRLF at the end, and the lone dot that ends it."""
+    stuffed = re.sub(rb"(?m)^\.", b"..", message)
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
+
+
+@dataclass
+class Connection:
+    """An open, secured and authenticated SMTP session, reused for many messages: the SMTP
+    Transport (see base.py)."""
+
+    client: smtplib.SMTP
+    settings: ConnectionSettings
+    transcript: list[str] = field(default_factory=list)  # the server's answers, for the admin
+
+    def deliver(
+        self,
+        from_address: str,
+        recipients: list[str],
+        message: bytes,
+        before_content: BeforeContent | None = None,
+    ) -> Answer:
+        """Send one message; the answer to DATA (e.g. "250 2.0.0 OK ...") or why it did not go.
+
+        `before_content` runs once the server is ready for the message (354), right before the
+        message itself goes: a worker finishes recording the previous message meanwhile, so no
+        message can be accepted before the one ahead of it is marked sent.
+        """
+        stage = "mail"
+        content_sent = False
+        try:
+            code, response = self.client.mail(from_address)
+            if code != 250:
+                self._reset()
+                return _failure("mail", _text(response), code)
+            stage = "rcpt"
+            for recipient in recipients:
+                code, response = self.client.rcpt(recipient)
+                if code not in (250, 251):
+                    self._reset()
+                    return _failure("rcpt", _text(response), code)
+            stage = "data"
+            code, response = self.client.docmd("DATA")
+            if code != 354:
+                self._reset()
+                return _failure("data", _text(response), code)
+            if before_content is not None:
+                before_content()
+            content_sent = True
+            self.client.send(_dot_stuffed(message))
+            code, response = self.client.getreply()
+        except smtplib.SMTPResponseException as error:
+            return _failure(stage, _text(error.smtp_error), error.smtp_code)
+        except (OSError, smtplib.SMTPException) as error:
+            failure = _network_failure(self.settings, error, stage)
+            if content_sent:
+                # The server may have taken the message before the line went quiet: retrying
+                # blindly could send it twice.
+                return replace(failure, kind=AnswerKind.UNKNOWN)
+            return failure
+        if code != 250:
+            return _failure("data", _text(response), code)
+        return Answer(AnswerKind.ACCEPTED, _text(response), code)
+
+    def _reset(self) -> None:
+        # A dead connection is found, and replaced, when the next message is sent.
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            self.client.rset()
+
+    def close(self) -> None:
+        try:
+            self.client.quit()
+        except (OSError, smtplib.SMTPException):
+            self.client.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def connect(settings: ConnectionSettings, local_hostname: str | None = None) -> Connection:
+    """Connect, EHLO, STARTTLS or implicit TLS as set, and AUTH. Raises TransportFailure."""
+    transcript: list[str] = []
+    stage = "connect"
+    client: smtplib.SMTP | None = None
+    try:
+        # Connecting in the constructor lets smtplib verify the certificate against the host
+        # name; a banner other than 220 raises SMTPConnectError.
+        if settings.security == Security.SSL:
+            client = smtplib.SMTP_SSL(
+                settings.host,
+                settings.port,
+                timeout=settings.timeout,
+                context=_tls_context(),
+                local_hostname=local_hostname,
+            )
+        else:
+            client = smtplib.SMTP(
+                settings.host,
+                settings.port,
+                timeout=settings.timeout,
+                local_hostname=local_hostname,
+            )
+        code, response = client.ehlo()
+        transcript.append(f"{code} {_text(response).splitlines()[0] if response else ''}")
+        if settings.security == Security.TLS:
+            stage = "tls"
+            if not client.has_extn("starttls"):
+                raise TransportFailure(
+                    _failure(
+                        "tls",
+                        "the server does not offer STARTTLS",
+                        kind=AnswerKind.PAUSE_ACCOUNT,
+                        hint="This server cannot secure the connection on this port. Check the "
+                        "port, or the SSL type.",
+                    )
+                )
+            code, response = client.starttls(context=_tls_context())
+            transcript.append(f"{code} {_text(response)}")
+            client.ehlo()
+        if settings.auth_method != AuthMethod.NONE:
+            stage = "auth"
+            if not settings.password:
+                raise TransportFailure(
+                    _failure(
+                        "auth",
+                        "no password is stored for this account",
+                        kind=AnswerKind.PAUSE_ACCOUNT,
+                        hint="Enter the account's (app) password.",
+                    )
+                )
+            client.user, client.password = settings.username, settings.password
+            mechanism, method = (
+                ("LOGIN", client.auth_login)
+                if settings.auth_method == AuthMethod.LOGIN
+                else ("PLAIN", client.auth_plain)
+            )
+            code, response = client.auth(mechanism, method, initial_response_ok=True)
+            client.password = ""  # nothing keeps the secret longer than the handshake
+            transcript.append(f"{code} {_text(response)}")
+    except TransportFailure:
+        _discard(client)
+        raise
+    except smtplib.SMTPAuthenticationError as error:
+        _discard(client)
+        raise TransportFailure(_failure("auth", _text(error.smtp_error), error.smtp_code)) from None
+    except smtplib.SMTPNotSupportedError as error:
+        _discard(client)
+        raise TransportFailure(
+            _failure(
+                stage,
+                str(error),
+                kind=AnswerKind.PAUSE_ACCOUNT,
+                hint="The server does not offer that. Check the SSL type and authentication "
+                "settings.",
+            )
+        ) from None
+    except smtplib.SMTPResponseException as error:
+        _discard(client)
+        raise TransportFailure(_failure(stage, _text(error.smtp_error), error.smtp_code)) from None
+    except (OSError, smtplib.SMTPException) as error:
+        _discard(client)
+        raise TransportFailure(_network_failure(settings, error, stage)) from None
+    return Connection(client=client, settings=settings, transcript=transcript)
+
+
+def _discard(client: smtplib.SMTP | None) -> None:
+    if client is not None:
+        client.close()

@@ -1,0 +1,1 @@
+"""`make run`'s helpers, for development only: the embedded Redis and the SMTP catcher."""

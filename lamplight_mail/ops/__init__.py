@@ -1,0 +1,1 @@
+"""What operators run and watch: health, metrics, structured logs, retention."""

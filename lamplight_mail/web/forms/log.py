@@ -1,0 +1,66 @@
+"""Filters of the delivery log: a GET form (bookmarkable, no CSRF token needed: it changes
+nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, SelectChoice, SelectField, StringField
+from wtforms.validators import Length, Optional, ValidationError
+
+from lamplight_mail.models import EmailAccount, MessageStatus
+from lamplight_mail.reporting.delivery_log import LogFilter
+
+STATE_LABELS = {
+    MessageStatus.PENDING: "Pending",
+    MessageStatus.QUEUED: "Queued",
+    MessageStatus.SENDING: "Sending",
+    MessageStatus.SENT: "Sent",
+    MessageStatus.FAILED: "Failed",
+    MessageStatus.DEFERRED: "Deferred",
+    MessageStatus.CANCELLED: "Cancelled",
+}
+
+
+def _optional_int(value: str | int | None) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+class LogFilterForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    account = SelectField("Account", coerce=_optional_int, validators=[Optional()])
+    state = SelectField(
+        "State",
+        choices=[SelectChoice("", "Any state")]
+        + [SelectChoice(state.value, label) for state, label in STATE_LABELS.items()],
+        validators=[Optional()],
+    )
+    date_from = DateField("Created from", validators=[Optional()], description="Day, UTC.")
+    date_to = DateField("Created until", validators=[Optional()], description="Day, UTC.")
+    q = StringField(
+        "Search",
+        validators=[Optional(), Length(max=200)],
+        description="Part of the recipient's address or name, or of the subject.",
+    )
+
+    def __init__(self, accounts: Iterable[EmailAccount], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.account.choices = [SelectChoice("", "Any account")] + [
+            SelectChoice(account.id, account.label) for account in accounts
+        ]
+
+    def validate_date_to(self, field: DateField) -> None:
+        if field.data and self.date_from.data and field.data < self.date_from.data:
+            raise ValidationError("This day is before the 'Created from' day.")
+
+    def to_filter(self) -> LogFilter:
+        return LogFilter(
+            account_id=self.account.data,
+            state=MessageStatus(self.state.data) if self.state.data else None,
+            date_from=self.date_from.data,
+            date_to=self.date_to.data,
+            search=(self.q.data or "").strip(),
+        )
