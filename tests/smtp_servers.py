@@ -73,8 +73,8 @@ class Recorder:
             return len(self.open_peers)
 
     def drop_in_data(self, recipient: str, times: int = 1) -> None:
-        """The next `times` DATA carrying `recipient`: 354, one line of the message read, then
-        the connection closed, as a server or network failing mid-message would."""
+        """The next `times` DATA carrying `recipient`: 354, then the connection closed before
+        the message is ended, as a server or network failing mid-message would."""
         with self.lock:
             self.drops_in_data[recipient.lower()] = times
 
@@ -185,7 +185,6 @@ class _TrackingSMTP(SMTP):
             await super().smtp_DATA(arg)
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        await self._reader.readuntil(b"\r\n")
         self.transport.close()
 
     def connection_lost(self, error) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -14,13 +15,39 @@ SMTP_POLICY = email.policy.SMTP
 
 
 class HeaderInjection(ValueError):
-    """A value meant for a header held a line break."""
+    """A value meant for a header held a character that splits a line or a control
+    character."""
 
 
-def _clean(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise HeaderInjection("line breaks are not allowed in a mail header")
+def header_problem(value: str) -> str | None:
+    """Why `value` cannot go in a mail header, or None when it can.
+
+    Refused: every character at which str.splitlines splits (CR, LF, vertical tab, form feed,
+    U+001C..U+001E, U+0085, U+2028, U+2029), on which the email package either raises or starts
+    a new header line, and every other control character (tab included), which has no place in
+    a subject, a name or an address. The compose form applies the same rule.
+    """
+    for character in value:
+        if character in _LINE_BREAKERS:
+            return f"a line break (U+{ord(character):04X}) is not allowed in a mail header"
+        if unicodedata.category(character) == "Cc":
+            return f"a control character (U+{ord(character):04X}) is not allowed in a mail header"
+    return None
+
+
+# Every character str.splitlines splits at: text with one of these is more than one line.
+_LINE_BREAKERS = frozenset(
+    character for character in map(chr, range(0x2030)) if len(f"a{character}b".splitlines()) > 1
+)
+
+
+def clean_header(value: str) -> str:
+    """`value`, or HeaderInjection with the reason it cannot go in a header."""
+    problem = header_problem(value)
+    if problem is not None:
+        raise HeaderInjection(problem)
     return value
+
 
 
 def new_message_id(from_email: str) -> str:
@@ -42,11 +69,13 @@ def build_message(
     message_id: str,
 ) -> EmailMessage:
     message = EmailMessage(policy=SMTP_POLICY)
-    message["From"] = Address(display_name=_clean(from_name), addr_spec=_clean(from_email))
-    message["To"] = Address(display_name=_clean(to_name), addr_spec=_clean(to_email))
-    message["Subject"] = _clean(subject)
+    message["From"] = Address(
+        display_name=clean_header(from_name), addr_spec=clean_header(from_email)
+    )
+    message["To"] = Address(display_name=clean_header(to_name), addr_spec=clean_header(to_email))
+    message["Subject"] = clean_header(subject)
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = _clean(message_id)
+    message["Message-ID"] = clean_header(message_id)
     message.set_content(body_text)
     if body_html:
         message.add_alternative(body_html, subtype="html")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from email.utils import formataddr
 
-from lamplight_mail.delivery.mime import HeaderInjection, build_message, to_bytes
+from lamplight_mail.delivery.mime import build_message, clean_header, to_bytes
 
 _PLACEHOLDER_TO = "recipient@lamplight.invalid"
 _PLACEHOLDER_ID = "<recipient@lamplight.invalid>"
@@ -52,8 +52,7 @@ class SendTemplate:
     def render(self, to_email: str, to_name: str, message_id: str) -> bytes:
         """The message as sent to one recipient: CRLF line ends, ready for SMTP DATA."""
         for value in (to_email, to_name, message_id):
-            if "\r" in value or "\n" in value:
-                raise HeaderInjection("line breaks are not allowed in a mail header")
+            clean_header(value)
         # formataddr quotes specials and RFC 2047-encodes a non-ASCII name, as the policy would.
         to_line = f"To: {formataddr((to_name, to_email), charset='utf-8')}\r\n".encode("ascii")
         id_line = f"Message-ID: {message_id}\r\n".encode("ascii")

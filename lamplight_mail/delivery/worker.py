@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 
 from redis import RedisError
-from rq import SimpleWorker
+from redis import TimeoutError as RedisTimeoutError
+from redis.client import Pipeline
+from rq import Queue, SimpleWorker
+from rq.job import Job
 from sqlalchemy.exc import SQLAlchemyError
 
 from lamplight_mail import create_app
+from lamplight_mail.delivery import job as delivery_job
 from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db, get_redis
 
@@ -27,10 +32,58 @@ class MailWorker(SimpleWorker):
     The sweep rides on RQ's maintenance step, which every worker runs between jobs and at least
     once per dequeue timeout; a Redis lock lets one worker sweep per MAIL_SWEEP_SECONDS. Unlike
     a self-rescheduling job, it cannot be lost with Redis's contents: any running worker sweeps.
+
+    Redis may go away at any moment (a restart, a failover). RQ keeps only its bookkeeping there
+    (registries, heartbeats, results); the mail's state is in the database. So a Redis error in
+    that bookkeeping is logged and ridden out, never allowed to end the worker: it waits for
+    Redis to come back (RQ retries the queue itself), and the sweep then re-enqueues whatever
+    the outage left without a job.
+
+    SIGTERM (docker compose stop, systemd) stops it within seconds: the job sends the message
+    on the wire to its end and gives the rest of its batch back, due now, for another worker.
     """
 
+    # RQ's wait between attempts to reach Redis grows to this: back within seconds of an outage.
+    max_connection_wait_time = 5.0
+
+    def handle_warm_shutdown_request(self) -> None:
+        super().handle_warm_shutdown_request()
+        delivery_job.stop_requested.set()
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except RedisError as error:
+            log.warning("job %s: RQ could not record its end in Redis: %s", job.id, error)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        try:
+            super().heartbeat(timeout, pipeline)
+        except RedisError as error:
+            log.warning("worker heartbeat not recorded: %s", error)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except RedisError as error:
+            log.warning("cannot check for suspension: %s", error)
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        # RQ retries a refused connection itself but quits on a timeout: wait for that too.
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            except RedisTimeoutError as error:
+                log.warning("Redis timed out; trying again: %s", error)
+                time.sleep(1)
+
     def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()
+        try:
+            super().run_maintenance_tasks()
+        except RedisError as error:
+            log.warning("RQ maintenance skipped: %s", error)
         sweep()
 
 
