@@ -28,6 +28,10 @@ class Received:
     message: EmailMessage
     raw: bytes
     at: float  # time.time() on arrival
+    # When the worker's limiter can have reserved this message: after the server's last word
+    # on this connection before it (signed in, or the previous message answered), and before
+    # its MAIL FROM. Load on the machine widens neither end.
+    reserved_between: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass
@@ -137,8 +141,10 @@ class _Handler:
                     message=email.message_from_bytes(raw, policy=email.policy.default),
                     raw=raw,
                     at=time.time(),
+                    reserved_between=server.reserved_between,
                 )
             )
+        server.last_word_at = time.time()  # before the answer goes out
         return "250 2.0.0 OK queued"
 
 
@@ -165,7 +171,14 @@ class _TrackingSMTP(SMTP):
                     recorder.max_concurrent_connections, len(recorder.open_peers)
                 )
         self._peer = peer
+        if not hasattr(self, "last_word_at"):  # not again after STARTTLS
+            self.last_word_at = time.time()
+            self.reserved_between = (0.0, 0.0)
         super().connection_made(transport)
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        self.reserved_between = (self.last_word_at, time.time())
+        await super().smtp_MAIL(arg)
 
     async def smtp_STARTTLS(self, arg: str) -> None:
         refusal = self._recorder.starttls_reply
@@ -263,6 +276,7 @@ def start_server(
             ok = refusal is None and recorder.credentials.get(login) == password
             recorder.logins.append((login, ok))
         if ok:
+            server.last_word_at = time.time()  # before the answer goes out
             return AuthResult(success=True)
         return AuthResult(
             success=False, handled=False, message=refusal or "535 5.7.3 Authentication unsuccessful"

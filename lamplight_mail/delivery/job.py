@@ -192,25 +192,44 @@ class Delivery:
                 # and a slot that lapsed while this connection sends would let one more open.
                 if not slot.renew_if_due():
                     self.stopped = True  # the slot lapsed: another connection has it
-                if self.stopped or self.out_of_time:
-                    self.lease.give_back(rest())
-                    return
+            except redis.RedisError as error:
+                self._limiter_lost(error, rest())
+                return
+            if self.stopped or self.out_of_time:
+                self.lease.give_back(rest())
+                return
+            # Connected before the limiter is asked, so that the message goes right after its
+            # reservation: the windows hold what the server receives, however long connecting
+            # took.
+            if self.connection is None and not self._connect(rest()):
+                return
+            try:
                 refusal = self._may_send()
             except redis.RedisError as error:
-                log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)
-                self.stopped = True
-                self.lease.give_back(rest())
+                self._limiter_lost(error, rest())
                 return
             if refusal is not None:
                 self._defer(rest(), *refusal)
                 return
-            if self.connection is None and not self._connect(rest()):
-                return
-            outcome = self._attempt(message)
+            try:
+                outcome = self._attempt(message)
+            except _TakenOver:
+                # Dropped before its end (the server discards it): another job has it now.
+                self._refund()
+                self._disconnect()
+                held.discard(message.id)
+                continue
             if outcome is None:  # the account was paused or held by this answer
                 self._hold(rest())
                 return
             self.recorder.record(message, outcome)
+
+    def _limiter_lost(self, error: redis.RedisError, rest: list[Claimed]) -> None:
+        """Without the limiter nothing goes: the untried messages go back, due now, and the
+        sweep starts a job for them once Redis is back."""
+        log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)
+        self.stopped = True
+        self.lease.give_back(rest)
 
     def _may_send(self) -> tuple[datetime, str] | None:
         """The one place a delivery asks "may this message go now?": None for yes (with the
@@ -304,6 +323,10 @@ class Delivery:
             nonlocal waited
             began = time.monotonic()
             self.recorder.wait()
+            # After a long wait (the database away) the message may have been taken over:
+            # then it must not be ended here as well.
+            if self.lease.due_for_check and message.id not in self.lease.renew([message.id]):
+                raise _TakenOver
             waited = time.monotonic() - began
 
         answer = self.connection.deliver(
@@ -396,6 +419,10 @@ class Delivery:
         if self.connection is not None:
             self.connection.close()
             self.connection = None
+
+
+class _TakenOver(Exception):
+    """The message on the wire is no longer this job's to end."""
 
 
 _WAITING_FOR = {
