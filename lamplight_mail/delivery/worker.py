@@ -4,11 +4,11 @@ the outbox for due work that has no job."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import time
 
-from redis import RedisError
-from redis import TimeoutError as RedisTimeoutError
+from redis import Redis, RedisError
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.job import Job
@@ -68,16 +68,24 @@ class MailWorker(SimpleWorker):
         except RedisError as error:
             log.warning("cannot check for suspension: %s", error)
 
-    def dequeue_job_and_maintain_ttl(
-        self, timeout: int | None, max_idle_time: int | None = None
-    ) -> tuple[Job, Queue] | None:
-        # RQ retries a refused connection itself but quits on a timeout: wait for that too.
-        while True:
+    def teardown(self) -> None:
+        # RQ's own steps, each on its own: one that cannot reach Redis must not skip the rest.
+        steps = [self.stop_scheduler] if self.scheduler else []
+        for step in [*steps, self.register_death, self.unsubscribe]:
             try:
-                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-            except RedisTimeoutError as error:
-                log.warning("Redis timed out; trying again: %s", error)
-                time.sleep(1)
+                step()
+            except RedisError as error:
+                log.warning("worker shutdown, %s: %s", step.__name__, error)
+
+    def unsubscribe(self) -> None:
+        if self.pubsub_thread:
+            with contextlib.suppress(RedisError):
+                self.pubsub.unsubscribe()
+            # The listening thread stops whether or not Redis heard the goodbye.
+            self.pubsub_thread.stop()
+            self.pubsub_thread.join(timeout=1)
+            with contextlib.suppress(RedisError):
+                self.pubsub.close()
 
     def run_maintenance_tasks(self) -> None:
         try:
@@ -108,14 +116,33 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app()
     with app.app_context():
         interval = app.config["MAIL_SWEEP_SECONDS"]
-        worker = MailWorker(
-            [outbox.mail_queue()],
-            connection=get_redis(app),
-            maintenance_interval=interval,
-            # RQ blocks on the queue for worker_ttl - 15 seconds: wake up in time to sweep.
-            worker_ttl=interval + 15,
-        )
+        connection = get_redis(app)
         if args.burst:
             sweep(force=True)  # whatever is due now, lost jobs included, then drain it
-        worker.work(burst=args.burst, with_scheduler=True)
-    return 0
+        while True:
+            worker = MailWorker(
+                [outbox.mail_queue()],
+                connection=connection,
+                maintenance_interval=interval,
+                # RQ blocks on the queue for worker_ttl - 15 seconds: wake up in time to sweep.
+                worker_ttl=interval + 15,
+            )
+            worker.work(burst=args.burst, with_scheduler=True)
+            if args.burst or delivery_job.stop_requested.is_set():
+                return 0
+            # RQ's loop ends on any error it meets outside a job (a Redis call in its own
+            # bookkeeping, mostly): a fresh worker takes over once Redis answers again.
+            log.warning("the worker loop ended without a stop request; starting it again")
+            _wait_for(connection)
+
+
+def _wait_for(connection: Redis) -> None:
+    delay = 0.5
+    while True:
+        try:
+            connection.ping()
+            return
+        except RedisError as error:
+            log.warning("waiting for Redis: %s", error)
+            time.sleep(delay)
+            delay = min(delay * 2, MailWorker.max_connection_wait_time)
