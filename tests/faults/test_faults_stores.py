@@ -116,8 +116,8 @@ def test_a_subject_that_splits_lines_fails_its_send_alone(
         before = compose(user, account, addresses(5, "before.example.org"))
         bad = compose(user, account, addresses(5, "bad.example.org"))
         bad.subject = "Spring appeal\u2028Bcc: everyone@example.org"
-        after = compose(user, account, addresses(5, "after.example.org"))
         db.session.commit()
+        after = compose(user, account, addresses(5, "after.example.org"))
         with running_workers(worker_env, tmp_path, 1):
             wait_for_statuses(bad, {"failed": 5}, timeout=60)
             wait_for_statuses(before, {"sent": 5}, timeout=60)
