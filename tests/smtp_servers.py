@@ -197,7 +197,13 @@ class _TrackingSMTP(SMTP):
         if not dropping:
             await super().smtp_DATA(arg)
             return
+        # The 354 and the end of the connection leave in one segment (corked, then shut): the
+        # client reads them together, so it knows the connection is gone before it could end
+        # the message, however the machine schedules the two sides.
+        sock = self.transport.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        sock.shutdown(socket.SHUT_RDWR)
         self.transport.close()
 
     def connection_lost(self, error) -> None:

@@ -61,8 +61,9 @@ class TransportFailure(Exception):
         super().__init__(f"{answer.stage}: {answer}")
 
 
-# Runs once the service is ready for the message content, right before it goes: the job uses it
-# to make sure the previous message's outcome is recorded before this one can be accepted.
+# Runs once the message has gone but before the service can accept it (SMTP: before the final
+# dot): the job uses it to make sure the previous message's outcome is durably recorded before
+# this one can be accepted. Should it raise, the message is left unfinished, never accepted.
 BeforeContent = Callable[[], object]
 
 
