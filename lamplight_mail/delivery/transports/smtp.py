@@ -267,6 +267,9 @@ def connect(settings: ConnectionSettings, local_hostname: str | None = None) -> 
                 timeout=settings.timeout,
                 local_hostname=local_hostname,
             )
+        # The message and its final dot go as two writes (see Connection.deliver): without
+        # this, Nagle's algorithm holds the dot until the server's delayed ACK of the message.
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         code, response = client.ehlo()
         transcript.append(f"{code} {_text(response).splitlines()[0] if response else ''}")
         if settings.security == Security.TLS:
