@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             # RQ's loop ends on any error it meets outside a job (a Redis call in its own
             # bookkeeping, mostly): a fresh worker takes over once Redis answers again.
             log.warning("the worker loop ended without a stop request; starting it again")
+            time.sleep(1)  # never a tight loop, whatever ended it
             _wait_for(connection)
 
 
