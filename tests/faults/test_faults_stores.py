@@ -85,6 +85,9 @@ def test_postgresql_connections_killed_mid_send(
             ) as workers:
                 for at in (20, 70, 120):
                     recorder.wait_for(at, timeout=60)
+                    # The test's own connections are let go first: only the workers' are cut.
+                    db.session.remove()
+                    db.engine.dispose()
                     with admin.connect() as connection:
                         kills += connection.scalar(kill)
                 wait_for_statuses(send, {"sent": len(people)}, timeout=120)
