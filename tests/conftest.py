@@ -300,38 +300,30 @@ def _server_context(tls_authority: trustme.CA):
     return context
 
 
-@pytest.fixture
-def smtp_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
-    """Like Office 365: STARTTLS required before AUTH LOGIN, which is required before MAIL."""
+def _serving(mode: str, tls_authority: trustme.CA) -> Iterator[SMTPServer]:
     server = start_server(
-        mode="starttls",
+        mode=mode,
         server_context=_server_context(tls_authority),
         credentials={SMTP_USER: SMTP_PASSWORD},
     )
     yield server
     server.stop()
+
+
+@pytest.fixture
+def smtp_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
+    """Like Office 365: STARTTLS required before AUTH LOGIN, which is required before MAIL."""
+    yield from _serving("starttls", tls_authority)
 
 
 @pytest.fixture
 def other_smtp_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
     """A second server like smtp_server: another account's, for mail that must keep flowing
     while the first one misbehaves."""
-    server = start_server(
-        mode="starttls",
-        server_context=_server_context(tls_authority),
-        credentials={SMTP_USER: SMTP_PASSWORD},
-    )
-    yield server
-    server.stop()
+    yield from _serving("starttls", tls_authority)
 
 
 @pytest.fixture
 def smtp_ssl_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
     """Implicit TLS (port 465 style) with AUTH required."""
-    server = start_server(
-        mode="ssl",
-        server_context=_server_context(tls_authority),
-        credentials={SMTP_USER: SMTP_PASSWORD},
-    )
-    yield server
-    server.stop()
+    yield from _serving("ssl", tls_authority)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from flask import Flask
@@ -178,3 +178,19 @@ def explained_by(*workers: WorkerProcess) -> Iterator[None]:
     except AssertionError as error:
         logs = "\n".join(f"--- {w.log_path.name}\n{w.output()}" for w in workers)
         raise AssertionError(f"{error}\n{logs}") from None
+
+
+@contextmanager
+def running_workers(
+    env: dict[str, str], folder: Path, count: int, **settings: str
+) -> Iterator[list]:
+    """`count` long-running workers with `settings`; stopped (warmly) on leaving, their logs
+    shown when an assertion fails."""
+    with ExitStack() as stack:
+        workers = []
+        for number in range(count):
+            worker = WorkerProcess(env, folder / f"worker-{number}.log", **settings)
+            stack.callback(worker.stop)
+            workers.append(worker)
+        with explained_by(*workers):
+            yield workers

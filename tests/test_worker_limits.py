@@ -9,8 +9,6 @@ SMTP exchange between a message's reservation and its arrival.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -23,11 +21,10 @@ from lamplight_mail.recipients import Recipient
 from tests.conftest import AuthActions, Browser
 from tests.dashboard_support import definitions, section, text
 from tests.outbox_support import (
-    WorkerProcess,
-    explained_by,
     make_account,
     make_user,
     run_burst_worker,
+    running_workers,
     statuses,
     wait_until,
 )
@@ -46,19 +43,6 @@ def ctx(app):
 @pytest.fixture
 def user(ctx) -> User:
     return make_user("olive@charity.example", Role.ADMIN)
-
-
-@contextmanager
-def running_workers(env: dict, tmp_path, count: int, **settings: str) -> Iterator[list]:
-    """`count` long-running workers with `settings`; stopped (warmly) on leaving."""
-    with ExitStack() as stack:
-        workers = []
-        for number in range(count):
-            worker = WorkerProcess(env, tmp_path / f"worker-{number}.log", **settings)
-            stack.callback(worker.stop)
-            workers.append(worker)
-        with explained_by(*workers):
-            yield workers
 
 
 def limited_account(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from collections.abc import Iterable
 
 from sqlalchemy import select
 
@@ -13,7 +11,7 @@ from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, Message, MessageStatus, Send, User
 from lamplight_mail.recipients import Recipient
-from tests.outbox_support import WorkerProcess, explained_by, statuses, wait_until
+from tests.outbox_support import statuses, wait_until
 from tests.smtp_servers import Recorder
 
 
@@ -57,20 +55,6 @@ def lost_and_duplicated(
     marked_sent = recipients_with(MessageStatus.SENT, *sends)
     lost = len((expected | marked_sent) - set(got))
     return lost, sum(count - 1 for count in got.values())
-
-
-@contextmanager
-def running_workers(env: dict, folder: Path, count: int, **settings: str) -> Iterator[list]:
-    """`count` long-running workers; stopped (warmly) on leaving, their logs shown when an
-    assertion fails."""
-    with ExitStack() as stack:
-        workers = []
-        for number in range(count):
-            worker = WorkerProcess(env, folder / f"worker-{number}.log", **settings)
-            stack.callback(worker.stop)
-            workers.append(worker)
-        with explained_by(*workers):
-            yield workers
 
 
 def wait_for_statuses(send: Send, expected: dict[str, int], timeout: float = 90) -> None:

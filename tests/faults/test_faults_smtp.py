@@ -16,10 +16,9 @@ from tests.faults.support import (
     message,
     received,
     recipients_with,
-    running_workers,
     wait_for_statuses,
 )
-from tests.outbox_support import make_account, make_user
+from tests.outbox_support import make_account, make_user, running_workers
 from tests.smtp_servers import Recorder
 
 pytestmark = pytest.mark.slow

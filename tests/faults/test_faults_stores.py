@@ -16,10 +16,9 @@ from tests.faults.support import (
     lost_and_duplicated,
     received,
     recipients_with,
-    running_workers,
     wait_for_statuses,
 )
-from tests.outbox_support import make_account, make_user, wait_until
+from tests.outbox_support import make_account, make_user, running_workers, wait_until
 
 pytestmark = pytest.mark.slow
 

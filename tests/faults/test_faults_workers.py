@@ -18,10 +18,16 @@ from tests.faults.support import (
     compose,
     lost_and_duplicated,
     received,
-    running_workers,
     wait_for_statuses,
 )
-from tests.outbox_support import WorkerProcess, explained_by, make_account, make_user, wait_until
+from tests.outbox_support import (
+    WorkerProcess,
+    explained_by,
+    make_account,
+    make_user,
+    running_workers,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
