@@ -27,7 +27,7 @@ from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role, User
 from tests.ci_support import unavailable
-from tests.smtp_servers import SMTPServer, start_server
+from tests.smtp_servers import SMTPServer, bound_socket, start_server
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 # Always both: without TEST_DATABASE_URL the PostgreSQL half is skipped, and the summary says
@@ -183,11 +183,13 @@ def make_app(app_config: dict) -> Iterator[Callable[[dict], Flask]]:
 
 
 @pytest.fixture
-def worker_env(app_config: dict, tmp_path: Path) -> dict[str, str]:
-    """Environment for a worker (or web) subprocess configured like `app`."""
+def worker_env(app_config: dict, tmp_path: Path, trusted_ca: Path) -> dict[str, str]:
+    """Environment for a worker (or web) subprocess configured like `app`, trusting the test
+    CA whichever fixture a test happens to list first."""
     env = dict(os.environ)
     env.update(
         {
+            "SSL_CERT_FILE": str(trusted_ca),
             "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
             "REDIS_URL": app_config["REDIS_URL"],
             "LAMPLIGHT_MAIL_KEYS": ",".join(app_config["FERNET_KEYS"]),
@@ -278,6 +280,14 @@ def auth(app: Flask, browser: Browser) -> AuthActions:
 
 
 @pytest.fixture(scope="session")
+def closed_port() -> Iterator[int]:
+    """A port where connections are refused for the whole session: held by a bound socket
+    that never listens, so no other process can start serving on it meanwhile."""
+    with bound_socket() as sock:
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
 def tls_authority() -> trustme.CA:
     return trustme.CA()
 
@@ -299,28 +309,33 @@ def _server_context(tls_authority: trustme.CA):
     return context
 
 
-@pytest.fixture
-def smtp_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
-    """Like Office 365: STARTTLS required before AUTH LOGIN, which is required before MAIL."""
+def _serving(mode: str, tls_authority: trustme.CA) -> Iterator[SMTPServer]:
     server = start_server(
-        mode="starttls",
+        mode=mode,
         server_context=_server_context(tls_authority),
         credentials={SMTP_USER: SMTP_PASSWORD},
     )
     yield server
     server.stop()
+
+
+@pytest.fixture
+def smtp_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
+    """Like Office 365: STARTTLS required before AUTH LOGIN, which is required before MAIL."""
+    yield from _serving("starttls", tls_authority)
+
+
+@pytest.fixture
+def other_smtp_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
+    """A second server like smtp_server: another account's, for mail that must keep flowing
+    while the first one misbehaves."""
+    yield from _serving("starttls", tls_authority)
 
 
 @pytest.fixture
 def smtp_ssl_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
     """Implicit TLS (port 465 style) with AUTH required."""
-    server = start_server(
-        mode="ssl",
-        server_context=_server_context(tls_authority),
-        credentials={SMTP_USER: SMTP_PASSWORD},
-    )
-    yield server
-    server.stop()
+    yield from _serving("ssl", tls_authority)
 
 
 # --- OAuth 2.0: the providers' identity platforms, Graph, and SMTP with XOAUTH2 --------------

@@ -11,7 +11,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from flask import Flask
@@ -200,3 +200,19 @@ def redis_values(client) -> list[bytes]:
         with contextlib.suppress(zlib.error):
             inflated.append(zlib.decompress(value))
     return values + inflated
+
+
+@contextmanager
+def running_workers(
+    env: dict[str, str], folder: Path, count: int, **settings: str
+) -> Iterator[list]:
+    """`count` long-running workers with `settings`; stopped (warmly) on leaving, their logs
+    shown when an assertion fails."""
+    with ExitStack() as stack:
+        workers = []
+        for number in range(count):
+            worker = WorkerProcess(env, folder / f"worker-{number}.log", **settings)
+            stack.callback(worker.stop)
+            workers.append(worker)
+        with explained_by(*workers):
+            yield workers

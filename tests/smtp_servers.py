@@ -28,6 +28,10 @@ class Received:
     message: EmailMessage
     raw: bytes
     at: float  # time.time() on arrival
+    # When the worker's limiter can have reserved this message: after the server's last word
+    # on this connection before it (signed in, or the previous message answered), and before
+    # its MAIL FROM. Load on the machine widens neither end.
+    reserved_between: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass
@@ -45,8 +49,44 @@ class Recorder:
         default_factory=lambda: defaultdict(deque)
     )
     auth_reply: str | None = None  # when set, every AUTH is refused with this reply
+    starttls_reply: str | None = None  # when set, STARTTLS is refused with this reply
     data_delay_seconds: float = 0.0
+    # recipient -> how many more times the connection drops in the middle of its DATA
+    drops_in_data: dict[str, int] = field(default_factory=dict)
+    # recipients whose message, once complete, gets no answer until stalls_released is set
+    stalled_after_data: set[str] = field(default_factory=set)
+    stalls_released: threading.Event = field(default_factory=threading.Event)
+    # while cleared, every message waits after its final dot, unanswered (see hold/release)
+    gate: threading.Event = field(default_factory=threading.Event)
+    probe_peer: tuple | None = None  # the controller's readiness probe, never counted
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.gate.set()
+
+    def hold(self) -> None:
+        """Answer no message until release(): lets a test see what happens meanwhile (how many
+        connections open, what is recorded) without racing the server."""
+        self.gate.clear()
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def open_connections(self) -> int:
+        with self.lock:
+            return len(self.open_peers)
+
+    def drop_in_data(self, recipient: str, times: int = 1) -> None:
+        """The next `times` DATA carrying `recipient`: 354, then the connection closed before
+        the message is ended, as a server or network failing mid-message would."""
+        with self.lock:
+            self.drops_in_data[recipient.lower()] = times
+
+    def stall_after_data(self, recipient: str) -> None:
+        """Receive the message carrying `recipient` in full, then never answer (until
+        stalls_released is set): the client cannot know whether it was accepted."""
+        with self.lock:
+            self.stalled_after_data.add(recipient.lower())
 
     def reply_for(self, recipient: str, *replies: str | None) -> None:
         """Answer the next DATA carrying `recipient` with `replies` in turn, then accept."""
@@ -77,6 +117,15 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.recorder.data_delay_seconds:
             await asyncio.sleep(self.recorder.data_delay_seconds)
+        while not self.recorder.gate.is_set():
+            await asyncio.sleep(0.02)
+        with self.recorder.lock:
+            stalled = self.recorder.stalled_after_data & {r.lower() for r in envelope.rcpt_tos}
+            self.recorder.stalled_after_data -= stalled  # once: a retry would be answered
+        if stalled:
+            while not self.recorder.stalls_released.is_set():
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 Too late"  # the client has given up by now
         with self.recorder.lock:
             for rcpt in envelope.rcpt_tos:
                 queue = self.recorder.scripted_replies.get(rcpt.lower())
@@ -92,8 +141,10 @@ class _Handler:
                     message=email.message_from_bytes(raw, policy=email.policy.default),
                     raw=raw,
                     at=time.time(),
+                    reserved_between=server.reserved_between,
                 )
             )
+        server.last_word_at = time.time()  # before the answer goes out
         return "250 2.0.0 OK queued"
 
 
@@ -109,14 +160,51 @@ class _TrackingSMTP(SMTP):
         peer = transport.get_extra_info("peername")
         recorder = self._recorder
         with recorder.lock:
-            if peer not in recorder.open_peers:
+            if recorder.probe_peer is None:
+                # The first connection is always the controller's own readiness probe (start()
+                # returns only after it): never a client, however slowly it goes away.
+                recorder.probe_peer = peer
+            elif peer not in recorder.open_peers:
                 recorder.open_peers.add(peer)
                 recorder.connections_total += 1
                 recorder.max_concurrent_connections = max(
                     recorder.max_concurrent_connections, len(recorder.open_peers)
                 )
         self._peer = peer
+        if not hasattr(self, "last_word_at"):  # not again after STARTTLS
+            self.last_word_at = time.time()
+            self.reserved_between = (0.0, 0.0)
         super().connection_made(transport)
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        self.reserved_between = (self.last_word_at, time.time())
+        await super().smtp_MAIL(arg)
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        refusal = self._recorder.starttls_reply
+        if refusal is not None:
+            await self.push(refusal)
+            return
+        await super().smtp_STARTTLS(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        recorder = self._recorder
+        with recorder.lock:
+            rcpts = [r.lower() for r in (self.envelope.rcpt_tos if self.envelope else [])]
+            dropping = next((r for r in rcpts if recorder.drops_in_data.get(r)), None)
+            if dropping:
+                recorder.drops_in_data[dropping] -= 1
+        if not dropping:
+            await super().smtp_DATA(arg)
+            return
+        # The 354 and the end of the connection leave in one segment (corked, then shut): the
+        # client reads them together, so it knows the connection is gone before it could end
+        # the message, however the machine schedules the two sides.
+        sock = self.transport.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        sock.shutdown(socket.SHUT_RDWR)
+        self.transport.close()
 
     def connection_lost(self, error) -> None:
         with self._recorder.lock:
@@ -125,17 +213,41 @@ class _TrackingSMTP(SMTP):
 
 
 class _Controller(Controller):
-    def __init__(self, recorder: Recorder, handler: _Handler | None = None, **kwargs) -> None:
+    """Serves on a socket bound before it starts: the port is ours from the moment it is
+    chosen, so no other process can take it between choosing and listening."""
+
+    def __init__(
+        self, recorder: Recorder, handler: _Handler, *, sock: socket.socket, **kwargs
+    ) -> None:
         self.recorder = recorder
-        super().__init__(handler or _Handler(recorder), **kwargs)
+        self._sock = sock
+        super().__init__(
+            handler,
+            hostname="127.0.0.1",
+            port=sock.getsockname()[1],
+            **kwargs,
+        )
 
     def factory(self) -> SMTP:
         return _TrackingSMTP(self.handler, recorder=self.recorder, **self.SMTP_kwargs)
 
+    def _create_server(self):
+        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
+
+
+def bound_socket(port: int = 0) -> socket.socket:
+    """A TCP socket bound on 127.0.0.1 (port 0: any free port), not yet listening. Until it
+    listens, a connection to its port is refused, and no other process can take the port."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+    """A port free right now, for a child process that binds it itself (`flask run`): another
+    process could take it first, so prefer bound_socket wherever a socket can be handed over."""
+    with bound_socket() as probe:
         return probe.getsockname()[1]
 
 
@@ -173,12 +285,13 @@ def start_server(
             ok = refusal is None and recorder.credentials.get(login) == password
             recorder.logins.append((login, ok))
         if ok:
+            server.last_word_at = time.time()  # before the answer goes out
             return AuthResult(success=True)
         return AuthResult(
             success=False, handled=False, message=refusal or "535 5.7.3 Authentication unsuccessful"
         )
 
-    kwargs: dict = {"hostname": "127.0.0.1", "port": port or free_port()}
+    kwargs: dict = {}
     if mode == "starttls":
         kwargs.update(
             tls_context=server_context,
@@ -197,15 +310,8 @@ def start_server(
     elif mode != "plain":
         raise ValueError(mode)
     handler = (handler_class or _Handler)(recorder, **(handler_options or {}))
-    controller = _Controller(recorder, handler, **kwargs)
+    controller = _Controller(recorder, handler, sock=bound_socket(port or 0), **kwargs)
     controller.start()
-    # The controller's own readiness probe is not a client: wait for it to go, then forget it.
-    deadline = time.monotonic() + 5
-    while recorder.open_peers and time.monotonic() < deadline:
-        time.sleep(0.01)
-    with recorder.lock:
-        recorder.connections_total = 0
-        recorder.max_concurrent_connections = 0
     return SMTPServer(
-        host="127.0.0.1", port=kwargs["port"], recorder=recorder, controller=controller
+        host="127.0.0.1", port=controller.port, recorder=recorder, controller=controller
     )

@@ -22,7 +22,6 @@ from tests.accounts_support import (
     stored_text,
 )
 from tests.conftest import PASSWORD, SMTP_PASSWORD, SMTP_USER
-from tests.smtp_servers import free_port
 
 
 def page_text(response) -> str:
@@ -155,10 +154,10 @@ def test_a_server_that_never_answers_is_reported_within_the_timeout(
     assert "Nothing answered within 1 seconds" in page
 
 
-def test_a_refused_connection_is_explained(app, auth, browser):
+def test_a_refused_connection_is_explained(app, auth, browser, closed_port):
     auth.login_admin()
     with app.app_context():
-        account_id = make_account(AccountKind.SYSTEM, host="127.0.0.1", port=free_port()).id
+        account_id = make_account(AccountKind.SYSTEM, host="127.0.0.1", port=closed_port).id
 
     page = page_text(browser.post(f"/admin/email/{account_id}/test"))
 

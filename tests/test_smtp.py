@@ -9,7 +9,6 @@ from lamplight_mail.delivery.transports.smtp import connect
 from lamplight_mail.models import AuthMethod, Security
 from lamplight_mail.providers import AnswerKind
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
-from tests.smtp_servers import free_port
 
 
 def settings(server, **overrides) -> ConnectionSettings:
@@ -83,12 +82,12 @@ def test_implicit_tls_against_a_starttls_port_is_explained(smtp_server):
     assert caught.value.answer.stage in ("connect", "tls")
 
 
-def test_refused_connection_is_explained():
+def test_refused_connection_is_explained(closed_port):
     with pytest.raises(TransportFailure) as caught:
         connect(
             ConnectionSettings(
                 host="127.0.0.1",
-                port=free_port(),
+                port=closed_port,
                 security=Security.NONE,
                 auth_method=AuthMethod.NONE,
                 username="",
@@ -107,3 +106,53 @@ def test_rejected_recipient_keeps_the_answer_and_the_connection_usable(smtp_serv
     assert "5.1.1 User unknown" in refused.text
     assert accepted.accepted
     assert smtp_server.recorder.recipients() == ["ok@example.org"]
+
+
+def test_the_message_is_ended_only_after_the_callback_returns(smtp_server):
+    """The worker records the previous message in the callback: the server must not have
+    taken this one yet, and takes it once the callback returns."""
+    seen: list[list[str]] = []
+    with connect(settings(smtp_server)) as connection:
+        answer = connection.deliver(
+            SMTP_USER,
+            ["a@example.org"],
+            MESSAGE,
+            before_acceptance=lambda: seen.append(smtp_server.recorder.recipients()),
+        )
+    assert seen == [[]]
+    assert answer.accepted
+    assert smtp_server.recorder.recipients() == ["a@example.org"]
+
+
+def test_a_callback_that_fails_leaves_the_message_unended_and_never_accepted(smtp_server):
+    class RecordingFailed(Exception):
+        pass
+
+    def fail() -> None:
+        raise RecordingFailed
+
+    connection = connect(settings(smtp_server))
+    with pytest.raises(RecordingFailed):
+        connection.deliver(SMTP_USER, ["a@example.org"], MESSAGE, before_acceptance=fail)
+    connection.close()
+    with connect(settings(smtp_server)) as again:  # the server is fine; that message is gone
+        assert again.deliver(SMTP_USER, ["b@example.org"], MESSAGE).accepted
+    assert smtp_server.recorder.recipients() == ["b@example.org"]
+
+
+def test_a_connection_dropped_before_the_end_is_temporary_and_a_silence_after_it_unknown(
+    smtp_server,
+):
+    recorder = smtp_server.recorder
+    recorder.drop_in_data("dropped@example.org")
+    recorder.stall_after_data("stalled@example.org")
+    with connect(settings(smtp_server)) as connection:
+        dropped = connection.deliver(SMTP_USER, ["dropped@example.org"], MESSAGE)
+    assert dropped.kind == AnswerKind.TEMPORARY  # it never had the whole message: retry it
+    try:
+        with connect(settings(smtp_server, timeout=2)) as connection:
+            stalled = connection.deliver(SMTP_USER, ["stalled@example.org"], MESSAGE)
+    finally:
+        recorder.stalls_released.set()
+    assert stalled.kind == AnswerKind.UNKNOWN  # ended, then silence: it may have arrived
+    assert "within 2 s" in stalled.text

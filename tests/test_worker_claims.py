@@ -152,6 +152,30 @@ def test_an_expired_lease_is_claimed_again_and_the_old_owner_can_no_longer_mark(
     assert statuses(send.id) == {"sending": 1}  # the old owner changed nothing
 
 
+def test_expired_leases_are_claimed_before_an_older_backlog(ctx, lease):
+    """A dead worker's messages are due from its lease's end, later than every message queued
+    before it: they still come first, or they would wait behind the whole backlog."""
+    send = _send(3)
+    account, user = send.account, make_user("bo@charity.example")
+    db.session.commit()  # a claim is coming: no read of ours may straddle its write
+    (stranded,) = lease(send.account_id, "dead-worker").claim(1)
+    db.session.rollback()
+    people = [Recipient(f"b{i}@example.org", "") for i in range(20)]
+    backlog = outbox.create_send(user, account, people, "Later", "Body")
+    long_ago, just_now = utcnow() - timedelta(hours=1), utcnow() - timedelta(seconds=1)
+    with write_transaction():
+        db.session.execute(update(Message).values(due_at=long_ago))  # an old backlog...
+        db.session.execute(  # ... and a lease that has just run out
+            update(Message)
+            .where(Message.id == stranded.id)
+            .values(lease_expires_at=just_now, due_at=just_now)
+        )
+
+    (first,) = lease(send.account_id, "other").claim(1)
+    assert (first.id, first.attempts) == (stranded.id, 2)
+    assert statuses(backlog.id) == {"queued": 20}
+
+
 def test_recording_sent_counts_it_and_finishing_marks_the_send_done(ctx, lease):
     send = _send(2)
     worker = lease(send.account_id)

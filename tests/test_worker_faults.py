@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from lamplight_mail.accounts import editing, health
 from lamplight_mail.delivery import outbox
@@ -32,7 +32,6 @@ from tests.outbox_support import (
     statuses,
     wait_until,
 )
-from tests.smtp_servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -60,14 +59,27 @@ def _send_status(send_id: int) -> SendStatus:
     return db.session.scalar(select(Send.status).where(Send.id == send_id))
 
 
-def _wait_until_due(send: Send) -> None:
-    def due() -> bool:
-        db.session.rollback()
-        return not db.session.scalar(
-            select(Message.id).where(Message.send_id == send.id, Message.due_at > utcnow())
-        )
+# Retries a minute or more away: never due again inside the burst that deferred them, however
+# slow the machine; the tests move the clock on instead (_time_passes).
+SLOW_RETRIES = {
+    "LAMPLIGHT_MAIL_RETRY_BASE_SECONDS": "60",
+    "LAMPLIGHT_MAIL_RETRY_MAX_SECONDS": "120",
+}
 
-    wait_until(due, timeout=30)
+
+def _time_passes(send: Send) -> None:
+    """As if the deferred messages' retry time had come."""
+    db.session.rollback()
+    db.session.execute(
+        update(Message)
+        .where(Message.send_id == send.id, Message.status == MessageStatus.DEFERRED)
+        .values(due_at=utcnow())
+    )
+    db.session.commit()
+
+
+def _delay(message: Message) -> float:
+    return (message.due_at - message.updated_at).total_seconds()
 
 
 def test_temporary_answers_are_retried_with_backoff_then_delivered(ctx, smtp_server, worker_env):
@@ -76,23 +88,26 @@ def test_temporary_answers_are_retried_with_backoff_then_delivered(ctx, smtp_ser
     )
     send = _compose(make_account(smtp_server), "amy@example.org", "bo@example.org")
 
-    run_burst_worker(worker_env)
+    run_burst_worker(worker_env, **SLOW_RETRIES)
     amy = _message(send, "amy@example.org")
     assert (amy.status, amy.attempts, amy.last_response) == (
         MessageStatus.DEFERRED,
         1,
         "451 4.3.0 Try again later",
     )
-    assert amy.due_at > amy.updated_at  # deferred until a moment to come
+    # Backoff: about the base after the first try, drawn from its upper half (30 to 60 s)...
+    assert 29 <= _delay(amy) <= 61
     assert smtp_server.recorder.recipients() == ["bo@example.org"]
 
-    _wait_until_due(send)
-    run_burst_worker(worker_env)
+    _time_passes(send)
+    run_burst_worker(worker_env, **SLOW_RETRIES)
     amy = _message(send, "amy@example.org")
     assert (amy.status, amy.last_code) == (MessageStatus.DEFERRED, 421)
+    # ... twice that after the second, up to the cap (60 to 120 s).
+    assert 59 <= _delay(amy) <= 121
 
-    _wait_until_due(send)
-    run_burst_worker(worker_env)
+    _time_passes(send)
+    run_burst_worker(worker_env, **SLOW_RETRIES)
     amy = _message(send, "amy@example.org")
     assert (amy.status, amy.attempts) == (MessageStatus.SENT, 3)
     assert sorted(smtp_server.recorder.recipients()) == ["amy@example.org", "bo@example.org"]
@@ -103,9 +118,9 @@ def test_temporary_answers_give_up_after_the_last_attempt(ctx, smtp_server, work
     smtp_server.recorder.reply_for("amy@example.org", *["451 4.3.0 Try again later"] * 3)
     send = _compose(make_account(smtp_server), "amy@example.org")
 
-    run_burst_worker(worker_env, LAMPLIGHT_MAIL_MAX_ATTEMPTS="2")
-    _wait_until_due(send)
-    run_burst_worker(worker_env, LAMPLIGHT_MAIL_MAX_ATTEMPTS="2")
+    run_burst_worker(worker_env, LAMPLIGHT_MAIL_MAX_ATTEMPTS="2", **SLOW_RETRIES)
+    _time_passes(send)
+    run_burst_worker(worker_env, LAMPLIGHT_MAIL_MAX_ATTEMPTS="2", **SLOW_RETRIES)
 
     amy = _message(send, "amy@example.org")
     assert amy.status == MessageStatus.FAILED
@@ -192,25 +207,32 @@ def test_a_quota_answer_holds_the_account_instead_of_failing_the_rest(ctx, smtp_
 def test_a_timeout_after_data_is_an_unknown_outcome_and_not_sent_again(
     ctx, smtp_server, worker_env
 ):
-    smtp_server.recorder.data_delay_seconds = 6
+    # The server takes the whole message and never answers, until the test lets it go. The
+    # timeout (which also covers connect, STARTTLS and AUTH) is generous for a busy machine,
+    # and the lease outlasts it.
+    smtp_server.recorder.stall_after_data("amy@example.org")
     send = _compose(make_account(smtp_server), "amy@example.org")
 
-    run_burst_worker(worker_env, LAMPLIGHT_MAIL_SMTP_TIMEOUT="2")
+    try:
+        run_burst_worker(
+            worker_env, LAMPLIGHT_MAIL_SMTP_TIMEOUT="5", LAMPLIGHT_MAIL_LEASE_SECONDS="15"
+        )
+    finally:
+        smtp_server.recorder.stalls_released.set()
     amy = _message(send, "amy@example.org")
     assert (amy.status, amy.attempts) == (MessageStatus.FAILED, 1)
     assert amy.last_response.startswith("Outcome unknown: ")
 
     # It may have arrived: another run must not send it again.
-    smtp_server.recorder.data_delay_seconds = 0
     run_burst_worker(worker_env)
     amy = _message(send, "amy@example.org")
     assert (amy.status, amy.attempts) == (MessageStatus.FAILED, 1)
     assert smtp_server.recorder.recipients() in ([], ["amy@example.org"])
 
 
-def test_a_server_that_is_down_defers_with_the_reason(ctx, worker_env):
+def test_a_server_that_is_down_defers_with_the_reason(ctx, worker_env, closed_port):
     account = make_account()
-    account.port = free_port()  # nothing listens there
+    account.port = closed_port  # nothing listens there
     db.session.commit()
     send = _compose(account, "amy@example.org", "bo@example.org")
 
@@ -251,20 +273,31 @@ def test_a_worker_killed_mid_batch_loses_nothing(ctx, smtp_server, worker_env, t
 
 
 def test_the_connection_cap_holds_across_workers(ctx, smtp_server, worker_env, tmp_path):
-    smtp_server.recorder.data_delay_seconds = 0.05
+    recorder = smtp_server.recorder
     people = [f"person{i}@example.org" for i in range(60)]
     send = _compose(make_account(smtp_server, connection_cap=2), *people)
 
+    # No answer until both connections are open, however slowly the workers start: the
+    # third worker has every chance to open one more meanwhile.
+    recorder.hold()
+    # The held message waits for as long as the workers take to start: no timeout, no lease
+    # running out meanwhile.
+    held = {"LAMPLIGHT_MAIL_SMTP_TIMEOUT": "120", "LAMPLIGHT_MAIL_LEASE_SECONDS": "150"}
     workers = [
-        WorkerProcess(worker_env, tmp_path / f"worker{i}.log", LAMPLIGHT_MAIL_BATCH_SIZE="5")
+        WorkerProcess(
+            worker_env, tmp_path / f"worker{i}.log", LAMPLIGHT_MAIL_BATCH_SIZE="5", **held
+        )
         for i in range(3)
     ]
     try:
         with explained_by(*workers):
+            wait_until(lambda: recorder.open_connections() >= 2, timeout=90)
+            recorder.release()
             wait_until(lambda: statuses(send.id) == {"sent": 60}, timeout=90)
     finally:
+        recorder.release()
         for worker in workers:
             worker.stop()
 
-    assert sorted(smtp_server.recorder.recipients()) == sorted(people)
-    assert 1 <= smtp_server.recorder.max_concurrent_connections <= 2
+    assert sorted(recorder.recipients()) == sorted(people)
+    assert recorder.max_concurrent_connections == 2

@@ -6,23 +6,31 @@ lease is still this job's, so a worker that stalled past its lease cannot overwr
 the worker that took its messages over.
 
 This is the worker's hot path (a few statements per message sent), so it runs on a connection of
-its own with statements built once, in SQLAlchemy Core rather than through the ORM session, and
-its commits do not wait for the disk flush (SQLite synchronous=NORMAL under WAL, PostgreSQL
-synchronous_commit=off). A worker killed at any moment loses none of them: the database has them.
-Only a crash of the database machine itself can lose the last moment of marks, and those
-messages would then be sent again; waiting for the disk instead would halve delivery speed.
+its own with statements built once, in SQLAlchemy Core rather than through the ORM session. Every
+commit is durable (the database's default flush to disk): a mark acknowledged and then lost in a
+database crash would send that message again. The speed comes from overlap instead (see
+Recorder): a message's mark is written while the next message travels, and marks that need not
+precede the next acceptance share a commit.
+
+A lost database connection (a restart, a killed backend) is reconnected and the change made
+again, for up to RECONNECT_SECONDS: every change here is safe to repeat, since it applies only
+while the lease is ours.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from flask import current_app
 from sqlalchemy import Connection, bindparam, exists, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from lamplight_mail.delivery import latency, rollups
 from lamplight_mail.delivery.outbox import ACTIVE_SEND_STATUSES, OPEN_STATUSES
@@ -32,6 +40,15 @@ from lamplight_mail.models import Message, MessageStatus, Send, SendStatus, utcn
 # How often a job renews its lease on what it holds, learning at the same time which messages
 # it lost (cancelled by an admin, or taken over after a stall): at most this late, it stops.
 CHECK_SECONDS = 1.0
+# How long a change waits for a lost database connection to come back before giving up. A mark
+# given up leaves an accepted message to be sent again once its lease runs out, so this is long
+# enough to ride out a database restart.
+RECONNECT_SECONDS = 60.0
+# At most this many marks share a commit (see Recorder).
+GROUP_MARKS = 20
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _messages = Message.__table__
 _sends = Send.__table__
@@ -58,6 +75,13 @@ class Outcome:
     code: int | None = None
     due_at: datetime | None = None  # DEFERRED: when it may be tried again
     seconds: float | None = None  # how long the SMTP exchange took, when the server answered
+    may_have_arrived: bool = False  # FAILED with an unknown outcome: never to be sent again
+
+    @property
+    def must_be_durable_first(self) -> bool:
+        """Whether this mark must be committed before the next message can be accepted: lost,
+        it would have the message sent again."""
+        return self.status == MessageStatus.SENT or self.may_have_arrived
 
 
 def _ours(*statuses: MessageStatus):
@@ -107,30 +131,42 @@ class Lease:
         self.owner = owner  # unique per job: host, pid and a random part
         self.seconds = seconds
         self._check_at = 0.0
+        self._connection: Connection | None = None
+
+    def _connect(self) -> Connection:
         # On SQLite every transaction here begins IMMEDIATE: the write lock is taken up front,
         # so two claimers never read the same rows and a busy database is waited for. On
         # PostgreSQL the claim uses FOR UPDATE SKIP LOCKED instead.
-        self._connection: Connection = db.engine.connect().execution_options(sqlite_immediate=True)
-        self._durability(relaxed=True)
+        return db.engine.connect().execution_options(sqlite_immediate=True)
 
-    def _durability(self, *, relaxed: bool) -> None:
-        """Commits that do not wait for the disk flush (see the module docstring), and back to
-        the default before the connection returns to the pool."""
-        if self._connection.dialect.name == "sqlite":
-            # A pragma cannot change inside a transaction: set it on the driver connection,
-            # which SQLAlchemy leaves in autocommit between transactions here.
-            level = "NORMAL" if relaxed else "FULL"
-            self._connection.connection.driver_connection.execute(f"PRAGMA synchronous={level}")
-        else:
-            statement = "SET synchronous_commit TO off" if relaxed else "RESET synchronous_commit"
-            self._connection.exec_driver_sql(statement)
-            self._connection.commit()
+    def _write(self, change: Callable[[Connection], T]) -> T:
+        """Run `change` in one committed transaction, reconnecting and running it again while
+        the database connection is lost (see the module docstring)."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        delay = 0.05
+        while True:
+            try:
+                if self._connection is None:
+                    self._connection = self._connect()
+                with self._connection.begin():
+                    return change(self._connection)
+            except DBAPIError as error:
+                lost = error.connection_invalidated or isinstance(error, OperationalError)
+                if not lost or time.monotonic() >= deadline:
+                    raise
+                log.warning("database connection lost, reconnecting: %s", error.orig)
+                self._discard()
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _discard(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(DBAPIError):  # already gone
+                self._connection.close()
+            self._connection = None
 
     def close(self) -> None:
-        try:
-            self._durability(relaxed=False)
-        finally:
-            self._connection.close()
+        self._discard()
 
     def __enter__(self) -> Lease:
         return self
@@ -149,31 +185,36 @@ class Lease:
         return now, now + timedelta(seconds=self.seconds)
 
     def claim(self, limit: int) -> list[Claimed]:
-        """Claim up to `limit` due messages of the account, oldest due first.
+        """Claim up to `limit` due messages of the account: first those whose lease ran out
+        (their worker died: they have waited longest, whatever their due time says), then the
+        others, oldest due first.
 
         Due means: not yet sent and due now (pending, queued, a deferral that is due, or a
-        message whose lease ran out because its worker died), in a send that may be delivered
-        (never a flagged or cancelled one). A claimed message's due_at is its lease's end, so
-        an abandoned claim becomes due again by itself.
+        message whose lease ran out), in a send that may be delivered (never a flagged or
+        cancelled one). A claimed message's due_at is its lease's end, so an abandoned claim
+        becomes due again by itself.
         """
         now, expires = self._taken()
-        due = (
-            select(_messages.c.id)
-            .join(_sends, _sends.c.id == _messages.c.send_id)
-            .where(
-                _messages.c.account_id == self.account_id,
-                _messages.c.status.in_(OPEN_STATUSES),
-                _messages.c.due_at <= now,
-                _sends.c.status.in_(ACTIVE_SEND_STATUSES),
+
+        def due(statuses: Iterable[MessageStatus], room: int):
+            return (
+                select(_messages.c.id)
+                .join(_sends, _sends.c.id == _messages.c.send_id)
+                .where(
+                    _messages.c.account_id == self.account_id,
+                    _messages.c.status.in_(list(statuses)),
+                    _messages.c.due_at <= now,
+                    _sends.c.status.in_(ACTIVE_SEND_STATUSES),
+                )
+                .order_by(_messages.c.due_at, _messages.c.id)
+                .limit(room)
+                .with_for_update(of=_messages, skip_locked=True)
             )
-            .order_by(_messages.c.due_at, _messages.c.id)
-            .limit(limit)
-            .with_for_update(of=_messages, skip_locked=True)
-        )
-        with self._connection.begin():
-            rows = self._connection.execute(
+
+        def take(connection: Connection, statuses: Iterable[MessageStatus], room: int) -> list:
+            return connection.execute(
                 update(_messages)
-                .where(_messages.c.id.in_(due.scalar_subquery()))
+                .where(_messages.c.id.in_(due(statuses, room).scalar_subquery()))
                 .values(
                     status=MessageStatus.SENDING,
                     lease_owner=self.owner,
@@ -193,8 +234,16 @@ class Lease:
                     _messages.c.unsubscribe_token,
                 )
             ).all()
+
+        def change(connection: Connection) -> list:
+            # Two index range scans (account, status, due_at), each stopping at `limit` rows:
+            # no sort of the whole backlog to put the expired leases first.
+            rows = take(connection, [MessageStatus.SENDING], limit)
+            if len(rows) < limit:
+                waiting = [status for status in OPEN_STATUSES if status != MessageStatus.SENDING]
+                rows += take(connection, waiting, limit - len(rows))
             if rows:
-                self._connection.execute(
+                connection.execute(
                     update(_sends)
                     .where(
                         _sends.c.id.in_({row.send_id for row in rows}),
@@ -202,51 +251,67 @@ class Lease:
                     )
                     .values(status=SendStatus.SENDING)
                 )
+            return rows
+
+        rows = self._write(change)
         return sorted((Claimed(*row) for row in rows), key=lambda claimed: claimed.id)
 
     def record(self, message: Claimed, outcome: Outcome) -> bool:
         """Record what happened to `message`, and count it in the day's rollup, in one
         transaction; False (nothing changed) when the lease is no longer ours."""
-        now = utcnow()
-        params = {
-            "message_id": message.id,
-            "owner": self.owner,
-            "now": now,
-            "code": outcome.code,
-            "answer": outcome.answer,
-        }
-        with self._connection.begin():
-            if outcome.status == MessageStatus.SENT:
-                marked = self._connection.execute(_MARK_SENT, params).rowcount
-            else:
-                params.update(status=outcome.status, due_at=outcome.due_at or now)
-                marked = self._connection.execute(_MARK_NOT_SENT, params).rowcount
-            if marked and outcome.status in (MessageStatus.SENT, MessageStatus.FAILED):
-                rollups.record_outcome(
-                    self.account_id,
-                    now,
-                    sent=int(outcome.status == MessageStatus.SENT),
-                    failed=int(outcome.status == MessageStatus.FAILED),
-                    connection=self._connection,
-                )
-        return bool(marked)
+        return bool(self.record_all([(message, outcome)]))
+
+    def record_all(self, marks: list[tuple[Claimed, Outcome]]) -> int:
+        """Record several outcomes in one transaction; how many were marked."""
+
+        def change(connection: Connection) -> int:
+            now = utcnow()
+            marked = 0
+            for message, outcome in marks:
+                params = {
+                    "message_id": message.id,
+                    "owner": self.owner,
+                    "now": now,
+                    "code": outcome.code,
+                    "answer": outcome.answer,
+                }
+                if outcome.status == MessageStatus.SENT:
+                    done = connection.execute(_MARK_SENT, params).rowcount
+                else:
+                    params.update(status=outcome.status, due_at=outcome.due_at or now)
+                    done = connection.execute(_MARK_NOT_SENT, params).rowcount
+                marked += done
+                if done and outcome.status in (MessageStatus.SENT, MessageStatus.FAILED):
+                    rollups.record_outcome(
+                        self.account_id,
+                        now,
+                        sent=int(outcome.status == MessageStatus.SENT),
+                        failed=int(outcome.status == MessageStatus.FAILED),
+                        connection=connection,
+                    )
+            return marked
+
+        return self._write(change)
 
     def renew(self, ids: Iterable[int]) -> set[int]:
         """Extend the lease on `ids`; return those still held (the others were cancelled or
         taken over)."""
         now, expires = self._taken()
-        with self._connection.begin():
-            rows = self._connection.execute(
-                update(_messages)
-                .where(
-                    _messages.c.id.in_(list(ids)),
-                    _messages.c.lease_owner == self.owner,
-                    _messages.c.status == MessageStatus.SENDING,
-                )
-                .values(lease_expires_at=expires, due_at=expires, updated_at=now)
-                .returning(_messages.c.id)
+        wanted = list(ids)
+        return self._write(
+            lambda connection: set(
+                connection.execute(
+                    update(_messages)
+                    .where(
+                        _messages.c.id.in_(wanted),
+                        _messages.c.lease_owner == self.owner,
+                        _messages.c.status == MessageStatus.SENDING,
+                    )
+                    .values(lease_expires_at=expires, due_at=expires, updated_at=now)
+                    .returning(_messages.c.id)
+                ).scalars()
             )
-            return set(rows.scalars())
+        )
 
     def give_back(
         self,
@@ -271,8 +336,8 @@ class Lease:
         }
         if answer is not None:
             values["last_response"] = answer
-        with self._connection.begin():
-            self._connection.execute(
+        self._write(
+            lambda connection: connection.execute(
                 update(_messages)
                 .where(
                     _messages.c.id.in_(ids),
@@ -281,6 +346,7 @@ class Lease:
                 )
                 .values(values)
             )
+        )
 
     def finish_sends(self, send_ids: Iterable[int]) -> None:
         """Mark done every one of these sends that has no message left to deliver.
@@ -294,22 +360,27 @@ class Lease:
         still_open = exists().where(
             _messages.c.send_id == _sends.c.id, _messages.c.status.in_(OPEN_STATUSES)
         )
-        with self._connection.begin():
-            self._connection.execute(
+        self._write(
+            lambda connection: connection.execute(
                 update(_sends)
                 .where(_sends.c.id.in_(ids), _sends.c.status == SendStatus.SENDING, ~still_open)
                 .values(status=SendStatus.DONE, finished_at=utcnow())
             )
+        )
 
 
 class Recorder:
     """Records outcomes (and the SMTP latency for /metrics) on a thread of its own, with its own
-    connection, one at a time, so a message's mark is written while the next message's envelope
-    is on the wire.
+    connection, so a message's mark is written while the next message travels.
 
-    `wait()` before the next message's content goes: then no message can be accepted by the
-    server before the one ahead of it is marked, and a worker killed at any moment leaves at most
-    one accepted message unmarked (sent again later), as if it recorded synchronously.
+    `wait()` right before the next message is ended (see the transport's before_acceptance): then
+    no message can be accepted by the server before the mark of the one ahead of it is durable,
+    and a worker killed at any moment leaves at most one accepted message unmarked (sent again
+    later), as if it recorded synchronously.
+
+    Marks that need not come first (a refusal, a deferral: a message the server did not take,
+    which costs nothing but a retry if its mark is lost) wait and share the commit of the next
+    mark that must, up to GROUP_MARKS of them or CHECK_SECONDS old.
     """
 
     def __init__(self, account_id: int, owner: str, seconds: float) -> None:
@@ -319,28 +390,46 @@ class Recorder:
             # The thread works in the app's context for as long as it lives.
             initializer=current_app._get_current_object().app_context().push,
         )
-        self._pending: Future[bool] | None = None
+        self._pending: Future[int] | None = None
+        self._waiting: list[tuple[Claimed, Outcome]] = []
+        self._waiting_since = 0.0
         # Made on the recorder's thread: a SQLite connection stays with its thread.
         self._lease = self._executor.submit(Lease, account_id, owner, seconds).result()
 
     def record(self, message: Claimed, outcome: Outcome) -> None:
-        self.wait()
-        self._pending = self._executor.submit(self._record, message, outcome)
+        if not self._waiting:
+            self._waiting_since = time.monotonic()
+        self._waiting.append((message, outcome))
+        if (
+            outcome.must_be_durable_first
+            or len(self._waiting) >= GROUP_MARKS
+            or time.monotonic() - self._waiting_since >= CHECK_SECONDS
+        ):
+            self._flush()
 
-    def _record(self, message: Claimed, outcome: Outcome) -> bool:
-        marked = self._lease.record(message, outcome)
-        if outcome.seconds is not None:
-            latency.observe_smtp_latency(outcome.seconds)
+    def _flush(self) -> None:
+        self.wait()  # one commit at a time, in order
+        marks, self._waiting = self._waiting, []
+        if marks:
+            self._pending = self._executor.submit(self._record, marks)
+
+    def _record(self, marks: list[tuple[Claimed, Outcome]]) -> int:
+        marked = self._lease.record_all(marks)
+        for _, outcome in marks:
+            if outcome.seconds is not None:
+                latency.observe_smtp_latency(outcome.seconds)
         return marked
 
     def wait(self) -> None:
-        """Until the last outcome is committed; raises what recording it raised."""
+        """Until every mark that must come first is committed; raises what committing it
+        raised."""
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.result()
 
     def close(self) -> None:
         try:
+            self._flush()
             self.wait()
         finally:
             self._executor.submit(self._lease.close).result()

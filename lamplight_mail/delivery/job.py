@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -53,9 +54,23 @@ log = logging.getLogger(__name__)
 NO_ALLOWANCE_RETRY = timedelta(hours=1)
 
 
+# Set when the worker is asked to stop (SIGTERM): the message on the wire finishes, the rest of
+# the batch is given back untried, due now, for another worker.
+stop_requested = threading.Event()
+
+
 def deliver(account_id: int) -> None:
     """The RQ job: deliver what is due for the account, then hand over to a fresh job if time
     ran out with work left."""
+    try:
+        _deliver(account_id)
+    except redis.RedisError as error:
+        # Nothing unmetered goes: without Redis the job ends, its claims given back, and the
+        # sweep starts a new one once Redis is back.
+        log.warning("account %s: delivery stopped, Redis cannot be reached: %s", account_id, error)
+
+
+def _deliver(account_id: int) -> None:
     outbox.delivery_started(account_id)
     try:
         account = db.session.get(EmailAccount, account_id)
@@ -134,7 +149,8 @@ class Delivery:
 
     @property
     def out_of_time(self) -> bool:
-        return time.monotonic() >= self.deadline
+        """Time to hand over: the job had its share of the worker, or the worker is stopping."""
+        return time.monotonic() >= self.deadline or stop_requested.is_set()
 
     def run(self, slot: limits.ConnectionSlot) -> bool:
         """Deliver batch after batch; True when it stopped for time rather than for want of
@@ -170,29 +186,50 @@ class Delivery:
             try:
                 if self.lease.due_for_check:
                     held &= self.lease.renew(m.id for m in rest())
-                    if not slot.renew():
-                        self.stopped = True  # the slot lapsed: another connection has it
                     if message.id not in held:
                         continue
-                if self.stopped or self.out_of_time:
-                    self.lease.give_back(rest())
-                    return
+                # Renewed on its own clock, not the lease's: claims push the lease's check out,
+                # and a slot that lapsed while this connection sends would let one more open.
+                if not slot.renew_if_due():
+                    self.stopped = True  # the slot lapsed: another connection has it
+            except redis.RedisError as error:
+                self._limiter_lost(error, rest())
+                return
+            if self.stopped or self.out_of_time:
+                self.lease.give_back(rest())
+                return
+            # Connected before the limiter is asked, so that the message goes right after its
+            # reservation: the windows hold what the server receives, however long connecting
+            # took.
+            if self.connection is None and not self._connect(rest()):
+                return
+            try:
                 refusal = self._may_send()
             except redis.RedisError as error:
-                log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)
-                self.stopped = True
-                self.lease.give_back(rest())
+                self._limiter_lost(error, rest())
                 return
             if refusal is not None:
                 self._defer(rest(), *refusal)
                 return
-            if self.connection is None and not self._connect(rest()):
-                return
-            outcome = self._attempt(message)
+            try:
+                outcome = self._attempt(message)
+            except _TakenOver:
+                # Dropped before its end (the server discards it): another job has it now.
+                self._refund()
+                self._disconnect()
+                held.discard(message.id)
+                continue
             if outcome is None:  # the account was paused or held by this answer
                 self._hold(rest())
                 return
             self.recorder.record(message, outcome)
+
+    def _limiter_lost(self, error: redis.RedisError, rest: list[Claimed]) -> None:
+        """Without the limiter nothing goes: the untried messages go back, due now, and the
+        sweep starts a job for them once Redis is back."""
+        log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)
+        self.stopped = True
+        self.lease.give_back(rest)
 
     def _may_send(self) -> tuple[datetime, str] | None:
         """The one place a delivery asks "may this message go now?": None for yes (with the
@@ -272,9 +309,9 @@ class Delivery:
     def _attempt(self, message: Claimed) -> Outcome | None:
         """Send one message on the open connection; None when the answer paused the account."""
         template = self._template(message.send_id)
+        if isinstance(template, str):
+            return self._unbuildable(template)
         try:
-            if isinstance(template, str):
-                return self._unbuildable(template)
             payload = template.render(
                 message.recipient_email,
                 message.recipient_name,
@@ -282,8 +319,9 @@ class Delivery:
                 message.merge_values,
                 message.unsubscribe_token,
             )
-        except (HeaderInjection, UnicodeError) as error:
-            return self._unbuildable(str(error))
+        except Exception as error:
+            # Whatever the data holds, one message that cannot be built fails alone.
+            return self._unbuildable(_reason(error))
         assert self.connection is not None
         started, waited = time.monotonic(), 0.0
 
@@ -293,13 +331,17 @@ class Delivery:
             nonlocal waited
             began = time.monotonic()
             self.recorder.wait()
+            # After a long wait (the database away) the message may have been taken over:
+            # then it must not be ended here as well.
+            if self.lease.due_for_check and message.id not in self.lease.renew([message.id]):
+                raise _TakenOver
             waited = time.monotonic() - began
 
         answer = self.connection.deliver(
             self.from_email,
             [message.recipient_email],
             payload,
-            before_content=previous_marked,
+            before_acceptance=previous_marked,
         )
         if answer.accepted:
             outcome = Outcome(MessageStatus.SENT, str(answer), answer.code)
@@ -328,6 +370,7 @@ class Delivery:
                 f"Outcome unknown: {failure!s}. The server may have accepted the message "
                 "before the connection failed, so it is not sent again automatically.",
                 failure.code,
+                may_have_arrived=True,
             )
         if failure.kind == AnswerKind.TEMPORARY:
             return self._retry_or_fail(message, failure)
@@ -377,8 +420,10 @@ class Delivery:
                     ],
                     unsubscribe_base=send.unsubscribe_base,
                 )
-            except HeaderInjection as error:
-                self.templates[send_id] = str(error)
+            except Exception as error:
+                # A send whose message cannot be built fails message by message with the
+                # reason; the batch, the job and the account's other mail go on.
+                self.templates[send_id] = _reason(error)
             finally:
                 db.session.commit()  # ends the read: no transaction stays open during SMTP
         return self.templates[send_id]
@@ -387,6 +432,10 @@ class Delivery:
         if self.connection is not None:
             self.connection.close()
             self.connection = None
+
+
+class _TakenOver(Exception):
+    """The message on the wire is no longer this job's to end."""
 
 
 _WAITING_FOR = {
@@ -400,6 +449,15 @@ _WAITING_FOR = {
 def _pause(account_id: int, reason: str, advice: str | None) -> None:
     with write_transaction():
         health.pause(db.session.get(EmailAccount, account_id), reason, advice)
+
+
+def _reason(error: Exception) -> str:
+    """Why a message could not be built, for the message's record: the builder's own words, or
+    the error's type when it is not one of ours (logged in full)."""
+    if isinstance(error, HeaderInjection):
+        return str(error)
+    log.exception("a message could not be built")
+    return f"{type(error).__name__}: {error}"
 
 
 def _still_held(batch: list[Claimed], index: int, held: set[int]) -> list[Claimed]:

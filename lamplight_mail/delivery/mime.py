@@ -9,17 +9,37 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from lamplight_mail.headers import header_breaking_character
+
 # SMTP wants CRLF line ends and folded headers; UTF-8 headers are encoded by the policy.
 SMTP_POLICY = email.policy.SMTP
 
 
 class HeaderInjection(ValueError):
-    """A value meant for a header held a line break."""
+    """A value meant for a header held a character that splits a line or a control
+    character."""
 
 
-def _clean(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise HeaderInjection("line breaks are not allowed in a mail header")
+def header_problem(value: str) -> str | None:
+    """Why `value` cannot go in a mail header, or None when it can.
+
+    Refused: every character at which str.splitlines splits (CR, LF, vertical tab, form feed,
+    U+001C..U+001E, U+0085, U+2028, U+2029), on which the email package either raises or starts
+    a new header line, and every other control character (tab included), which has no place in
+    a subject, a name or an address. The compose form applies the same rule.
+    """
+    character = header_breaking_character(value)
+    if character is None:
+        return None
+    kind = "a line break" if len(f"a{character}b".splitlines()) > 1 else "a control character"
+    return f"{kind} (U+{ord(character):04X}) is not allowed in a mail header"
+
+
+def clean_header(value: str) -> str:
+    """`value`, or HeaderInjection with the reason it cannot go in a header."""
+    problem = header_problem(value)
+    if problem is not None:
+        raise HeaderInjection(problem)
     return value
 
 
@@ -42,11 +62,13 @@ def build_message(
     message_id: str,
 ) -> EmailMessage:
     message = EmailMessage(policy=SMTP_POLICY)
-    message["From"] = Address(display_name=_clean(from_name), addr_spec=_clean(from_email))
-    message["To"] = Address(display_name=_clean(to_name), addr_spec=_clean(to_email))
-    message["Subject"] = _clean(subject)
+    message["From"] = Address(
+        display_name=clean_header(from_name), addr_spec=clean_header(from_email)
+    )
+    message["To"] = Address(display_name=clean_header(to_name), addr_spec=clean_header(to_email))
+    message["Subject"] = clean_header(subject)
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = _clean(message_id)
+    message["Message-ID"] = clean_header(message_id)
     message.set_content(body_text)
     if body_html:
         message.add_alternative(body_html, subtype="html")

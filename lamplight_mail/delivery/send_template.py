@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from email.utils import formataddr
 
 from lamplight_mail.delivery import merge
-from lamplight_mail.delivery.mime import HeaderInjection, build_message, to_bytes
+from lamplight_mail.delivery.mime import build_message, clean_header, to_bytes
 
 # Not a field anyone can type: filled with the recipient's unsubscribe link.
 UNSUBSCRIBE_FIELD = merge.Field("\0unsubscribe")
@@ -97,7 +97,7 @@ class SendTemplate:
             message_id=placeholders["id"],
         )
         if reply_to:
-            message["Reply-To"] = _clean(reply_to)
+            message["Reply-To"] = clean_header(reply_to)
         for attached in attachments:
             maintype, _, subtype = attached.content_type.partition("/")
             message.add_attachment(
@@ -137,8 +137,7 @@ class SendTemplate:
     ) -> bytes:
         """The message as sent to one recipient: CRLF line ends, ready for SMTP DATA."""
         for value in (to_email, to_name, message_id, unsubscribe_token or ""):
-            if "\r" in value or "\n" in value:
-                raise HeaderInjection("line breaks are not allowed in a mail header")
+            clean_header(value)
         recipient = Recipient(to_email, to_name, message_id, merge_values, unsubscribe_token)
         values: dict[str, str] = {}
         if self.fields:
@@ -176,8 +175,7 @@ def subject_line(subject: str) -> bytes:
     """The Subject header for a filled-in subject. The email package's folding costs more than
     the rest of a recipient's message together, so: a short plain-ASCII subject as it is, any
     other as RFC 2047 encoded-words (UTF-8, base64), each on a folded line of its own."""
-    if "\r" in subject or "\n" in subject:
-        raise HeaderInjection("line breaks are not allowed in a mail header")
+    clean_header(subject)
     if subject.isascii() and len(subject) <= _SUBJECT_PLAIN_MAX and "=?" not in subject:
         return f"Subject: {subject}\r\n".encode("ascii")
     words, chunk, size = [], [], 0
@@ -193,12 +191,6 @@ def subject_line(subject: str) -> bytes:
         f"=?utf-8?b?{base64.b64encode(word.encode('utf-8')).decode('ascii')}?=" for word in words
     )
     return f"Subject: {encoded}\r\n".encode("ascii")
-
-
-def _clean(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise HeaderInjection("line breaks are not allowed in a mail header")
-    return value
 
 
 def _html_with_footer(body_html: str) -> merge.Text:

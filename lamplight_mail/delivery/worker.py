@@ -4,13 +4,18 @@ the outbox for due work that has no job."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import time
 
-from redis import RedisError
-from rq import SimpleWorker
+from redis import Redis, RedisError
+from redis.client import Pipeline
+from rq import Queue, SimpleWorker
+from rq.job import Job
 from sqlalchemy.exc import SQLAlchemyError
 
 from lamplight_mail import create_app
+from lamplight_mail.delivery import job as delivery_job
 from lamplight_mail.delivery import outbox, scheduling
 from lamplight_mail.extensions import db, get_redis
 
@@ -27,10 +32,66 @@ class MailWorker(SimpleWorker):
     The sweep rides on RQ's maintenance step, which every worker runs between jobs and at least
     once per dequeue timeout; a Redis lock lets one worker sweep per MAIL_SWEEP_SECONDS. Unlike
     a self-rescheduling job, it cannot be lost with Redis's contents: any running worker sweeps.
+
+    Redis may go away at any moment (a restart, a failover). RQ keeps only its bookkeeping there
+    (registries, heartbeats, results); the mail's state is in the database. So a Redis error in
+    that bookkeeping is logged and ridden out, never allowed to end the worker: it waits for
+    Redis to come back (RQ retries the queue itself), and the sweep then re-enqueues whatever
+    the outage left without a job.
+
+    SIGTERM (docker compose stop, systemd) stops it within seconds: the job sends the message
+    on the wire to its end and gives the rest of its batch back, due now, for another worker.
     """
 
+    # RQ's wait between attempts to reach Redis grows to this: back within seconds of an outage.
+    max_connection_wait_time = 5.0
+
+    def handle_warm_shutdown_request(self) -> None:
+        super().handle_warm_shutdown_request()
+        delivery_job.stop_requested.set()
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except RedisError as error:
+            log.warning("job %s: RQ could not record its end in Redis: %s", job.id, error)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        try:
+            super().heartbeat(timeout, pipeline)
+        except RedisError as error:
+            log.warning("worker heartbeat not recorded: %s", error)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except RedisError as error:
+            log.warning("cannot check for suspension: %s", error)
+
+    def teardown(self) -> None:
+        # RQ's own steps, each on its own: one that cannot reach Redis must not skip the rest.
+        steps = [self.stop_scheduler] if self.scheduler else []
+        for step in [*steps, self.register_death, self.unsubscribe]:
+            try:
+                step()
+            except RedisError as error:
+                log.warning("worker shutdown, %s: %s", step.__name__, error)
+
+    def unsubscribe(self) -> None:
+        if self.pubsub_thread:
+            with contextlib.suppress(RedisError):
+                self.pubsub.unsubscribe()
+            # The listening thread stops whether or not Redis heard the goodbye.
+            self.pubsub_thread.stop()
+            self.pubsub_thread.join(timeout=1)
+            with contextlib.suppress(RedisError):
+                self.pubsub.close()
+
     def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()
+        try:
+            super().run_maintenance_tasks()
+        except RedisError as error:
+            log.warning("RQ maintenance skipped: %s", error)
         sweep()
 
 
@@ -56,15 +117,35 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app()
     with app.app_context():
         interval = app.config["MAIL_SWEEP_SECONDS"]
-        worker = MailWorker(
-            [outbox.mail_queue()],
-            connection=get_redis(app),
-            serializer=outbox.JOB_SERIALIZER,
-            maintenance_interval=interval,
-            # RQ blocks on the queue for worker_ttl - 15 seconds: wake up in time to sweep.
-            worker_ttl=interval + 15,
-        )
+        connection = get_redis(app)
         if args.burst:
             sweep(force=True)  # whatever is due now, lost jobs included, then drain it
-        worker.work(burst=args.burst, with_scheduler=True)
-    return 0
+        while True:
+            worker = MailWorker(
+                [outbox.mail_queue()],
+                connection=connection,
+                serializer=outbox.JOB_SERIALIZER,
+                maintenance_interval=interval,
+                # RQ blocks on the queue for worker_ttl - 15 seconds: wake up in time to sweep.
+                worker_ttl=interval + 15,
+            )
+            worker.work(burst=args.burst, with_scheduler=True)
+            if args.burst or delivery_job.stop_requested.is_set():
+                return 0
+            # RQ's loop ends on any error it meets outside a job (a Redis call in its own
+            # bookkeeping, mostly): a fresh worker takes over once Redis answers again.
+            log.warning("the worker loop ended without a stop request; starting it again")
+            time.sleep(1)  # never a tight loop, whatever ended it
+            _wait_for(connection)
+
+
+def _wait_for(connection: Redis) -> None:
+    delay = 0.5
+    while True:
+        try:
+            connection.ping()
+            return
+        except RedisError as error:
+            log.warning("waiting for Redis: %s", error)
+            time.sleep(delay)
+            delay = min(delay * 2, MailWorker.max_connection_wait_time)

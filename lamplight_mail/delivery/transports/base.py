@@ -74,9 +74,10 @@ class TransportFailure(Exception):
         super().__init__(f"{answer.stage}: {answer}")
 
 
-# Runs once the service is ready for the message content, right before it goes: the job uses it
-# to make sure the previous message's outcome is recorded before this one can be accepted.
-BeforeContent = Callable[[], object]
+# Runs once the message has gone but before the service can accept it (SMTP: before the final
+# dot): the job uses it to make sure the previous message's outcome is durably recorded before
+# this one can be accepted. Should it raise, the message is left unfinished, never accepted.
+BeforeAcceptance = Callable[[], object]
 
 
 class Transport(Protocol):
@@ -89,7 +90,7 @@ class Transport(Protocol):
         from_address: str,
         recipients: list[str],
         message: bytes,
-        before_content: BeforeContent | None = None,
+        before_acceptance: BeforeAcceptance | None = None,
     ) -> Answer:
         """Send one message and say what became of it; never raises for the service's answer."""
         ...

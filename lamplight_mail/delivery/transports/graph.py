@@ -18,7 +18,7 @@ from urllib3.exceptions import NewConnectionError
 
 from lamplight_mail.delivery.transports.base import (
     Answer,
-    BeforeContent,
+    BeforeAcceptance,
     ConnectionSettings,
     TransportFailure,
 )
@@ -73,11 +73,11 @@ class GraphSession:
         from_address: str,
         recipients: list[str],
         message: bytes,
-        before_content: BeforeContent | None = None,
+        before_acceptance: BeforeAcceptance | None = None,
     ) -> Answer:
         """Send one message (Graph takes the recipients from its headers)."""
-        if before_content is not None:
-            before_content()
+        if before_acceptance is not None:
+            before_acceptance()
         body = base64.b64encode(message)
         response = self._post(body)
         if isinstance(response, Answer):

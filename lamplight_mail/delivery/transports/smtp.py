@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
 import smtplib
 import socket
 import ssl
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from lamplight_mail.delivery.transports.base import (
     Answer,
-    BeforeContent,
+    BeforeAcceptance,
     ConnectionSettings,
     TransportFailure,
 )
@@ -113,12 +114,15 @@ def _network_failure(settings: ConnectionSettings, error: BaseException, stage: 
 
 
 def _dot_stuffed(message: bytes) -> bytes:
-    """The message as DATA carries it (RFC 5321 4.5.2): a leading dot doubled on every line,
-    CRLF at the end, and the lone dot that ends it."""
+    """The message as DATA carries it (RFC 5321 4.5.2): a leading dot doubled on every line and
+    CRLF at the end; the lone dot that ends it is sent apart (see Connection.deliver)."""
     stuffed = re.sub(rb"(?m)^\.", b"..", message)
     if not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
-    return stuffed + b".\r\n"
+    return stuffed
+
+
+_END_OF_DATA = b".\r\n"
 
 
 @dataclass
@@ -135,16 +139,21 @@ class Connection:
         from_address: str,
         recipients: list[str],
         message: bytes,
-        before_content: BeforeContent | None = None,
+        before_acceptance: BeforeAcceptance | None = None,
     ) -> Answer:
         """Send one message; the answer to DATA (e.g. "250 2.0.0 OK ...") or why it did not go.
 
-        `before_content` runs once the server is ready for the message (354), right before the
-        message itself goes: a worker finishes recording the previous message meanwhile, so no
-        message can be accepted before the one ahead of it is marked sent.
+        The message goes in full, then `before_acceptance` runs, then the lone dot that ends it:
+        the server cannot accept a message before its end, so the worker finishes recording
+        the previous message meanwhile and no message is accepted before the one ahead of it is
+        marked sent. Should `before_acceptance` raise, the connection is dropped without the dot
+        (the server discards the unfinished message) and the error goes to the caller.
+
+        Only a message that was ended and then got no answer has an unknown outcome; a
+        connection that broke before the end is a plain temporary failure, to retry.
         """
         stage = "mail"
-        content_sent = False
+        ended = False
         try:
             code, response = self.client.mail(from_address)
             if code != 250:
@@ -161,23 +170,61 @@ class Connection:
             if code != 354:
                 self._reset()
                 return _failure("data", _text(response), code)
-            if before_content is not None:
-                before_content()
-            content_sent = True
             self.client.send(_dot_stuffed(message))
-            code, response = self.client.getreply()
         except smtplib.SMTPResponseException as error:
             return _failure(stage, _text(error.smtp_error), error.smtp_code)
         except (OSError, smtplib.SMTPException) as error:
+            return _network_failure(self.settings, error, stage)
+        except (UnicodeError, ValueError) as error:
+            # An address or header the server cannot be given (smtplib sends commands as
+            # ASCII): this message fails, and the session is left in no known state.
+            self._abandon()
+            return _failure(
+                stage, f"the message cannot be sent: {error}", kind=AnswerKind.PERMANENT
+            )
+        if before_acceptance is not None:
+            try:
+                before_acceptance()
+            except BaseException:
+                self._abandon()
+                raise
+        if self._spoke_early():
+            # It hung up (or answered) before the end: it has not taken the message.
+            self._abandon()
+            return _failure(
+                "data",
+                "the server ended the exchange before the end of the message",
+                kind=AnswerKind.TEMPORARY,
+            )
+        try:
+            self.client.send(_END_OF_DATA)
+            ended = True
+            code, response = self.client.getreply()
+        except (OSError, smtplib.SMTPException) as error:
             failure = _network_failure(self.settings, error, stage)
-            if content_sent:
-                # The server may have taken the message before the line went quiet: retrying
-                # blindly could send it twice.
+            if ended:
+                # Sent in full and ended, then the line went quiet: the server may have taken
+                # it, and sending it again could deliver it twice.
                 return replace(failure, kind=AnswerKind.UNKNOWN)
             return failure
         if code != 250:
             return _failure("data", _text(response), code)
         return Answer(AnswerKind.ACCEPTED, _text(response), code)
+
+    def _spoke_early(self) -> bool:
+        """Whether the server has closed the connection or said something while the message
+        was still open: nothing but the end of the message should make it speak."""
+        sock = self.client.sock
+        if sock is None:
+            return True
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+
+    def _abandon(self) -> None:
+        """Drop the connection without a word: mid-DATA, the server discards what it got."""
+        self.client.close()
 
     def _reset(self) -> None:
         # A dead connection is found, and replaced, when the next message is sent.
@@ -220,6 +267,9 @@ def connect(settings: ConnectionSettings, local_hostname: str | None = None) -> 
                 timeout=settings.timeout,
                 local_hostname=local_hostname,
             )
+        # The message and its final dot go as two writes (see Connection.deliver): without
+        # this, Nagle's algorithm holds the dot until the server's delayed ACK of the message.
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         code, response = client.ehlo()
         transcript.append(f"{code} {_text(response).splitlines()[0] if response else ''}")
         if settings.security == Security.TLS:
