@@ -67,3 +67,23 @@ def test_scripts_do_not_write_style_attributes(app, url, client):
     with client.get(url) as response:
         script = response.get_data(as_text=True)
     assert 'setAttribute("style"' not in script and ".style." not in script
+
+
+def test_forms_post_only_to_the_app_or_on_to_the_oauth_sign_in_pages(make_app, app_config):
+    """A browser applies form-action to the redirect after a post: "Sign in with Microsoft"
+    posts to the app, which redirects to the provider's authorize page."""
+    configured = make_app(
+        {
+            **app_config,
+            "MICROSOFT_AUTHORITY": "https://login.microsoftonline.com",
+            "GOOGLE_AUTH_URL": "https://accounts.google.com/o/oauth2/v2/auth",
+        }
+    )
+    csp = configured.test_client().get("/healthz").headers["Content-Security-Policy"]
+    directive = next(part for part in csp.split("; ") if part.startswith("form-action"))
+    assert directive.split() == [
+        "form-action",
+        "'self'",
+        "https://accounts.google.com",
+        "https://login.microsoftonline.com",
+    ]
