@@ -11,9 +11,9 @@ from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 
 from lamplight_mail.extensions import db
-from lamplight_mail.models import Message, Role, SendStatus, User
+from lamplight_mail.models import Message, Role, User
 from lamplight_mail.wording import plural, send_name
-from tests.limits_support import make_account, make_send
+from tests.limits_support import flagged_and_queued, make_account
 from tests.outbox_support import make_account as make_server_account
 
 STYLESHEET = Path(__file__).resolve().parent.parent / "static" / "style.css"
@@ -37,15 +37,7 @@ def sends(app, auth):
     with app.app_context():
         operator = db.session.get(User, operator_id)
         account = make_account()
-        flagged = make_send(
-            operator,
-            account,
-            [("amy@example.org", "Amy")],
-            status=SendStatus.FLAGGED,
-            subject="Spring appeal",
-            flag_reason="Over the account's allowance.",
-        )
-        queued = make_send(operator, account, [("rory@example.org", "Rory")], subject="News")
+        flagged, queued = flagged_and_queued(operator, account)
         db.session.commit()
         return flagged.id, queued.id
 

@@ -11,9 +11,9 @@ from html.parser import HTMLParser
 import pytest
 
 from lamplight_mail.extensions import db
-from lamplight_mail.models import AccountKind, Role, SendStatus, User
+from lamplight_mail.models import AccountKind, Role, User
 from tests.accounts_support import make_account
-from tests.limits_support import make_send
+from tests.limits_support import flagged_and_queued
 
 UNLABELLED_TYPES = {"hidden", "submit", "button", "image", "reset"}
 
@@ -75,15 +75,7 @@ def everything(app, auth):
         operator = db.session.get(User, operator_id)
         make_account(AccountKind.SYSTEM, default_for_operators=True)
         own = make_account(owner=operator, password=None)
-        flagged = make_send(
-            operator,
-            own,
-            [("amy@example.org", "Amy")],
-            status=SendStatus.FLAGGED,
-            subject="Spring appeal",
-            flag_reason="Over the account's allowance.",
-        )
-        queued = make_send(operator, own, [("rory@example.org", "Rory")], subject="News")
+        flagged, queued = flagged_and_queued(operator, own)
         db.session.commit()
         return {
             "admin": admin_id,
