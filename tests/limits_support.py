@@ -172,3 +172,17 @@ def hold_connections(config: dict, account_id: int, holds: int, state, lock) -> 
 
 def _ms(moment: datetime) -> int:
     return int(moment.replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def flagged_and_queued(operator: User, account: EmailAccount) -> tuple[Send, Send]:
+    """A send of one held for an admin ("Spring appeal") and a queued send of one ("News")."""
+    flagged = make_send(
+        operator,
+        account,
+        [("amy@example.org", "Amy")],
+        status=SendStatus.FLAGGED,
+        subject="Spring appeal",
+        flag_reason="Over the account's allowance.",
+    )
+    queued = make_send(operator, account, [("rory@example.org", "Rory")], subject="News")
+    return flagged, queued

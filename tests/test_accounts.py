@@ -597,7 +597,7 @@ def test_an_account_with_mail_still_to_send_is_not_removed(app, auth, browser):
         account_id = account.id
 
     page = browser.get(f"/admin/email/operators/{account_id}/delete").get_data(as_text=True)
-    assert "1 send(s) still use this account" in page
+    assert "1 send still uses this account" in page
     assert "Remove the account</button>" not in page
     response = browser.post(f"/admin/email/operators/{account_id}/delete")
     assert response.status_code == 200

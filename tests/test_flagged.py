@@ -127,7 +127,7 @@ def test_export_is_a_mailchimp_audience_csv_with_names_intact(app, auth, browser
 def test_release_asks_first_then_queues_the_send(app, auth, browser, flagged_send):
     auth.login_admin()
     confirm = browser.get(f"/admin/sends/{flagged_send}/release").get_data(as_text=True)
-    assert "Release send" in confirm and "the last message would go at about" in confirm
+    assert "Release “Spring appeal”?" in confirm and "the last message would go at about" in confirm
     with app.app_context():
         assert _get_send(flagged_send).status == SendStatus.FLAGGED  # asking changed nothing
 
@@ -146,7 +146,7 @@ def test_release_asks_first_then_queues_the_send(app, auth, browser, flagged_sen
 def test_cancel_asks_first_then_nothing_is_ever_sent(app, auth, browser, flagged_send):
     auth.login_admin()
     confirm = browser.get(f"/admin/sends/{flagged_send}/cancel").get_data(as_text=True)
-    assert "Cancel send" in confirm and "cannot be undone" in confirm
+    assert "Cancel “Spring appeal”?" in confirm and "cannot be undone" in confirm
 
     response = browser.post(f"/admin/sends/{flagged_send}/cancel", follow_redirects=True)
 

@@ -27,6 +27,7 @@ from lamplight_mail.models import (
     User,
     utcnow,
 )
+from lamplight_mail.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -306,8 +307,9 @@ def remove_account(account: EmailAccount) -> None:
     waiting = open_sends(account)
     if waiting:
         raise AccountInUse(
-            f"{waiting} send(s) still use this account (held, queued or going out). Wait for "
-            "them to finish, or cancel them, before removing it."
+            f"{plural(waiting, 'send')} still {'uses' if waiting == 1 else 'use'} this account "
+            "(held, queued or going out). Wait for them to finish, or cancel them, before "
+            "removing it."
         )
     owner = account.owner
     audit.record(

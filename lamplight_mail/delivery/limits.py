@@ -40,6 +40,7 @@ from lamplight_mail.models import (
     SendStatus,
     Setting,
 )
+from lamplight_mail.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -569,28 +570,29 @@ def flag_reason(account: EmailAccount, recipient_count: int) -> str | None:
     """Why a send of `recipient_count` should wait for an admin, in plain words; None to go."""
     limit = allowance(account)
     kept = account.daily_limit - limit
-    of_limit = f"{limit:,} recipients in 24 hours" + (
+    has = f"This send has {plural(recipient_count, 'recipient')}"
+    of_limit = f"{plural(limit, 'recipient')} in 24 hours" + (
         f" ({kept:,} of its {account.daily_limit:,} kept free for mail sent from Outlook)"
         if kept
         else ""
     )
     if recipient_count > limit:
         return (
-            f"This send has {recipient_count:,} recipients, more than the account can send in "
+            f"{has}, more than the account can send in "
             f"a whole day ({of_limit}). Bulk email belongs in MailChimp: "
             f"see {providers.MAILCHIMP_HELP_URL}."
         )
     room = available_now(account)
     if recipient_count > room:
         return (
-            f"This send has {recipient_count:,} recipients but the account can send only "
+            f"{has} but the account can send only "
             f"{room:,} more right now (its limit is {of_limit}, counted over a rolling 24 hours, "
             "including mail already waiting to go)."
         )
     threshold = flag_threshold()
     if threshold is not None and recipient_count > threshold:
         return (
-            f"This send has {recipient_count:,} recipients, over the {threshold:,} an admin "
+            f"{has}, over the {threshold:,} an admin "
             "set as the most a send may have without their review."
         )
     return None

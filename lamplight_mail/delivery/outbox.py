@@ -41,6 +41,7 @@ from lamplight_mail.models import (
     User,
     utcnow,
 )
+from lamplight_mail.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,8 @@ def release(send: Send, actor: User) -> None:
             "send.released",
             "send",
             send.id,
-            f"Released send {send.id} ({send.recipient_count} recipients, “{send.subject}”) "
+            f"Released send {send.id} ({plural(send.recipient_count, 'recipient')}, "
+            f"“{send.subject}”) "
             f"through {send.account.label}",
             {"recipients": send.recipient_count, "flag_reason": send.flag_reason},
             actor=actor,
@@ -264,7 +266,7 @@ def cancel(send: Send, actor: User) -> int:
             "send.cancelled",
             "send",
             send.id,
-            f"Cancelled send {send.id} (“{send.subject}”): {cancelled} message(s) not sent",
+            f"Cancelled send {send.id} (“{send.subject}”): {plural(cancelled, 'message')} not sent",
             {"was": previous.value, "cancelled_messages": cancelled},
             actor=actor,
         )

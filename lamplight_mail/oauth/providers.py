@@ -72,6 +72,17 @@ SIGN_IN_AGAIN_HINT = (
     "to the mailbox; the mail waiting for it then goes out."
 )
 
+
+def not_signed_in_hint(provider: str) -> str:
+    """For a delegated account nobody has signed in to (yet, or since its settings changed)."""
+    name = "Google" if provider == GOOGLE else "Microsoft"
+    return (
+        f"Nobody has signed in to this mailbox since it was set up to sign in with OAuth 2.0 "
+        f"(or since its provider, grant or “Send through” changed). Press “Sign in with {name}” "
+        "and sign in to the mailbox; the mail waiting for it then goes out."
+    )
+
+
 # AADSTS codes from Microsoft's error reference, as an admin can act on them.
 _AADSTS: dict[str, Meaning] = {
     "65001": Meaning(

@@ -182,3 +182,32 @@ def complete(
     )
     health.resume(account)  # mail held for a sign-in goes out again
     return account
+
+
+def mailbox_signed_in(account: EmailAccount) -> str:
+    """The mailbox the sign-in was for: the username (the login hint, and who XOAUTH2 names),
+    else the From address."""
+    return account.username or account.from_email
+
+
+def from_address_warning(account: EmailAccount) -> str | None:
+    """When the From address is not the mailbox that signed in: the provider refuses or
+    rewrites it unless that mailbox may send as it. None when they are the same."""
+    mailbox = mailbox_signed_in(account)
+    if mailbox.strip().lower() == account.from_email.strip().lower():
+        return None
+    if account.oauth_provider == registration.GOOGLE:
+        rule = (
+            f"Gmail replaces it with {mailbox} unless {account.from_email} is added under "
+            f"“Send mail as” in {mailbox}'s Gmail settings."
+        )
+    else:
+        rule = (
+            f"Office 365 refuses to send as it unless {mailbox} has Send As rights on "
+            f"{account.from_email} (a Microsoft 365 admin grants them in the Exchange admin "
+            "centre), or change the From address to the mailbox."
+        )
+    return (
+        f"The From address {account.from_email} is not the mailbox that signed in "
+        f"({mailbox}): {rule}"
+    )

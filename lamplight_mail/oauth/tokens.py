@@ -154,7 +154,7 @@ def _acquire(account: EmailAccount) -> tuple[str, int]:
                 raise TokenFailure(
                     ErrorKind.SIGN_IN_AGAIN,
                     "nobody has signed in to this mailbox yet",
-                    providers.SIGN_IN_AGAIN_HINT,
+                    providers.not_signed_in_hint(account.oauth_provider),
                 )
             token = session.refresh_token(
                 url, refresh_token=crypto.decrypt(stored), timeout=timeout

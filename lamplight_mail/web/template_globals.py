@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import Flask, current_app, url_for
+from flask import Flask, current_app, request, url_for
 from flask_login import current_user
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from lamplight_mail import org_time
 from lamplight_mail.models import User
+from lamplight_mail.wording import plural, send_name
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ NAVIGATION = (
     NavLink("sends.index", "Sends", False),
     NavLink("accounts.my_email", "My email account", False),
     NavLink("accounts.communication_settings", "Communication Settings", True),
+    NavLink("oauth.registrations", "OAuth apps", True),
     NavLink("admin_sends.flagged", "Flagged sends", True),
     NavLink("suppressions.index", "Do-not-email list", True),
     NavLink("log.index", "Delivery log", True),
@@ -82,6 +85,8 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["number"] = format_number
     app.jinja_env.filters["localtime"] = org_time.shown
     app.jinja_env.filters["filesize"] = format_filesize
+    app.jinja_env.filters["plural"] = plural
+    app.jinja_env.filters["send_name"] = send_name
     app.context_processor(lambda: {"navigation": navigation})
     register_error_pages(app)
 
@@ -93,5 +98,37 @@ def register_error_pages(app: Flask) -> None:
         code = getattr(error, "code", 500)
         return render_template("error.html", code=code, error=error), code
 
-    for code in (400, 403, 404, 405, 413, 500):
+    def render_button_only(error: MethodNotAllowed):
+        """An action's address opened as a page (a new tab, a bookmark): say where its button
+        is rather than report an error."""
+        back = page_of_action() if request.method == "GET" else None
+        headers = {"Allow": ", ".join(error.valid_methods or [])}
+        return render_template("error.html", code=405, error=error, back=back), 405, headers
+
+    for code in (400, 403, 404, 413, 500):
         app.register_error_handler(code, render_error)
+    app.register_error_handler(405, render_button_only)
+
+
+def page_of_action() -> str | None:
+    """The page whose button posts to the requested address, when it can be told."""
+    try:
+        endpoint, args = current_app.url_map.bind_to_environ(request.environ).match(method="POST")
+    except HTTPException:
+        return None
+    if not current_user.is_authenticated:
+        return None
+    account_id = args.get("account_id")
+    if account_id is not None and current_user.is_admin:
+        from lamplight_mail.accounts import resolution
+        from lamplight_mail.web.account_pages import account_page
+
+        account = resolution.live_account(account_id)
+        return account_page(account) if account is not None else None
+    if endpoint.startswith(("accounts.my_", "oauth.my_")):
+        return url_for("accounts.my_email")
+    if endpoint.startswith("admin_sends."):
+        return url_for("admin_sends.flagged")
+    if "send_id" in args:
+        return url_for("sends.detail", send_id=args["send_id"])
+    return None

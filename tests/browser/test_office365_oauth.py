@@ -82,7 +82,9 @@ def test_an_admin_switches_office_365_to_oauth_signs_in_tests_and_sends(
 
     # Sign in with Microsoft: to the authorization server and straight back.
     single.get_by_role("button", name="Sign in with Microsoft").click()
-    expect(page.get_by_text(f"Signed in: {SMTP_USER} can send email now.")).to_be_visible()
+    expect(
+        page.get_by_text(f"Signed in to {SMTP_USER}: Single account ({SMTP_USER}) can send")
+    ).to_be_visible()
     assert page.url.startswith(live_app.url)
     nav(page, "Communication Settings")
     expect(single).to_contain_text("Ready")

@@ -18,6 +18,7 @@ from lamplight_mail.web.access import admin_required
 from lamplight_mail.web.forms.flag_threshold import ThresholdForm
 from lamplight_mail.web.pagination import paginate
 from lamplight_mail.web.views.sends import confirm_cancel, withdraw
+from lamplight_mail.wording import plural, send_name
 
 bp = Blueprint("admin_sends", __name__, url_prefix="/admin")
 
@@ -75,7 +76,10 @@ def _send_or_404(send_id: int) -> Send:
 def release(send_id: int) -> BaseResponse | str:
     send = _send_or_404(send_id)
     if send.status != SendStatus.FLAGGED:
-        flash(f"Send {send.id} is {send.status.value}: only a flagged send can be released.")
+        flash(
+            f"{send_name(send.subject)} is {send.status.value}: only a flagged send can be "
+            "released."
+        )
         return redirect(url_for("admin_sends.flagged"))
     if request.method == "POST":
         try:
@@ -83,7 +87,10 @@ def release(send_id: int) -> BaseResponse | str:
         except outbox.SendStateError as error:  # released or cancelled by someone else meanwhile
             flash(str(error), "error")
         else:
-            flash(f"Released send {send.id}: its {send.recipient_count:,} messages are queued.")
+            flash(
+                f"Released {send_name(send.subject)}: "
+                f"{plural(send.recipient_count, 'message')} queued to go out."
+            )
         return redirect(url_for("admin_sends.flagged"))
     (row,) = describe([send])
     return render_template(
@@ -99,7 +106,7 @@ def release(send_id: int) -> BaseResponse | str:
 def cancel(send_id: int) -> BaseResponse | str:
     send = _send_or_404(send_id)
     if send.status in (SendStatus.DONE, SendStatus.CANCELLED):
-        flash(f"Send {send.id} is already {send.status.value}.")
+        flash(f"{send_name(send.subject)} is already {send.status.value}.")
         return redirect(url_for("admin_sends.flagged"))
     if request.method == "POST":
         withdraw(send)
@@ -127,7 +134,8 @@ def export(send_id: int) -> Response:
         "send.exported",
         "send",
         send.id,
-        f"Exported the {send.recipient_count:,} recipients of send {send.id} for MailChimp",
+        f"Exported {plural(send.recipient_count, 'recipient')} of send {send.id} "
+        f"({send_name(send.subject)}) for MailChimp",
         {"recipients": send.recipient_count},
     )
     db.session.commit()

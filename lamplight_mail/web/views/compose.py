@@ -25,6 +25,7 @@ from lamplight_mail.recipients import (
 )
 from lamplight_mail.web import message_view, throttle
 from lamplight_mail.web.forms.compose import ComposeForm
+from lamplight_mail.wording import plural
 
 bp = Blueprint("compose", __name__)
 # Stands in for a recipient's own token in a preview: the link is shown, not usable.
@@ -269,7 +270,9 @@ def _send(
     listing = audience.listing
     notes = []
     if listing.duplicates:
-        notes.append(f"{listing.duplicates:,} repeated addresses sent once")
+        notes.append(
+            f"{plural(listing.duplicates, 'repeated address', 'repeated addresses')} sent once"
+        )
     if audience.left_out:
         notes.append(f"{audience.left_out:,} on the do-not-email list left out")
     noted = f" ({'; '.join(notes)})" if notes else ""
@@ -277,10 +280,13 @@ def _send(
         flash(f"Your email is held for an admin to review: {flag_reason}", "warning")
     elif send.send_at is not None:
         flash(
-            f"Your email to {send.recipient_count:,} recipients is scheduled for "
+            f"Your email to {plural(send.recipient_count, 'recipient')} is scheduled for "
             f"{org_time.shown(send.send_at)}{noted}.",
             "success",
         )
     else:
-        flash(f"Your email to {send.recipient_count:,} recipients is on its way{noted}.", "success")
+        flash(
+            f"Your email to {plural(send.recipient_count, 'recipient')} is on its way{noted}.",
+            "success",
+        )
     return redirect(url_for("sends.detail", send_id=send.id))

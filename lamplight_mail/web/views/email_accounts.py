@@ -14,6 +14,7 @@ from lamplight_mail.accounts.checks import CheckResult
 from lamplight_mail.accounts.editing import AccountConflict, AccountInUse
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AccountKind, EmailAccount
+from lamplight_mail.oauth.registration import PROVIDER_NAMES
 from lamplight_mail.providers import MAILCHIMP_HELP_URL, PRESETS
 from lamplight_mail.web import throttle
 from lamplight_mail.web.access import admin_required
@@ -181,6 +182,23 @@ def _throttled() -> CheckResult | None:
     )
 
 
+def sign_in_needed(account: EmailAccount, had_sign_in: bool) -> str | None:
+    """After a save: say so when the account now waits for someone to sign in, and why (a
+    changed provider, grant or "Send through" ends the sign-in it had)."""
+    if not account.is_delegated or account.refresh_token_encrypted is not None:
+        return None
+    button = f"“Sign in with {PROVIDER_NAMES[account.oauth_provider]}”"
+    where = f"press {button} next to it below"
+    if account.owner:
+        where += f" (or {account.owner.name} presses it under My email account)"
+    if had_sign_in:
+        return (
+            f"{account.label} needs a new sign-in: the changed settings end the one it had, and "
+            f"it sends nothing until someone signs in to the mailbox again: {where}."
+        )
+    return f"{account.label} needs a sign-in before it sends anything: {where}."
+
+
 def _operator_account(account_id: int) -> EmailAccount:
     account = resolution.live_account(account_id)
     if account is None or account.kind != AccountKind.OPERATOR:
@@ -199,6 +217,7 @@ def _account_form(
     if form.fill_preset.data:
         form.fill_from_preset()
     elif form.validate_on_submit():
+        had_sign_in = account is not None and account.refresh_token_encrypted is not None
         try:
             account = editing.save_account(
                 account,
@@ -215,6 +234,9 @@ def _account_form(
             warning = form.port_warning()
             if warning:
                 flash(f"Check the settings: {warning}", "warning")
+            needed = sign_in_needed(account, had_sign_in)
+            if needed:
+                flash(needed, "warning")
             return redirect(url_for("accounts.communication_settings"))
     return render_template(
         "accounts/form.html",

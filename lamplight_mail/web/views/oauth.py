@@ -23,12 +23,15 @@ from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount
 from lamplight_mail.oauth import grants, registration, signin
 from lamplight_mail.web.access import admin_required
+from lamplight_mail.web.account_pages import account_page
 from lamplight_mail.web.forms.oauth import OAuthRegistrationForm
 
 bp = Blueprint("oauth", __name__)
 
 # The state of the sign-in this browser started: the callback must bring the same one back.
 SESSION_STATE = "oauth_sign_in_state"
+# The page it started from: a stale or forged callback goes back there, not to Compose.
+SESSION_RETURN = "oauth_sign_in_return"
 
 
 @bp.route("/admin/oauth", methods=["GET", "POST"])
@@ -54,7 +57,7 @@ def registrations() -> Response | str:
 @admin_required
 def connect(account_id: int) -> Response:
     account = resolution.live_account(account_id) or abort(404)
-    return _start(account, _account_page(account))
+    return _start(account, account_page(account))
 
 
 @bp.post("/admin/email/<int:account_id>/switch-to-oauth")
@@ -70,7 +73,7 @@ def switch_to_oauth(account_id: int) -> Response:
             + (": the operator can do it under My email account." if account.owner else "."),
             "success",
         )
-    return redirect(_account_page(account))
+    return redirect(account_page(account))
 
 
 @bp.post("/my/email/connect")
@@ -83,6 +86,7 @@ def my_connect() -> Response:
 def callback() -> Response:
     state = request.args.get("state", "")
     expected = session.pop(SESSION_STATE, None)
+    started_from = session.pop(SESSION_RETURN, None)
     pending = signin.take_pending(state) if state and state == expected else None
     if pending is None:
         flash(
@@ -90,7 +94,7 @@ def callback() -> Response:
             "or was already used. Start it again from the account's page.",
             "error",
         )
-        return redirect(url_for("auth.index"))
+        return redirect(_local(started_from) or _accounts_home())
     try:
         # A GET that writes: on SQLite it takes the write lock up front, as form posts do.
         with write_transaction():
@@ -106,14 +110,26 @@ def callback() -> Response:
         if failure.hint:
             flash(f"What to do: {failure.hint}", "warning")
         return redirect(pending.return_to)
-    flash(f"Signed in: {account.from_email} can send email now.", "success")
+    mailbox = signin.mailbox_signed_in(account)
+    flash(f"Signed in to {mailbox}: {account.label} can send email now.", "success")
+    mismatch = signin.from_address_warning(account)
+    if mismatch:
+        flash(mismatch, "warning")
     return redirect(pending.return_to)
 
 
-def _account_page(account: EmailAccount) -> str:
-    if account.owner_id is None:
-        return url_for("accounts.system")
-    return url_for("accounts.edit_operator", account_id=account.id)
+def _local(url: str | None) -> str | None:
+    """Only a path on this site (what _start stored), never somewhere else."""
+    if url and url.startswith("/") and not url.startswith("//"):
+        return url
+    return None
+
+
+def _accounts_home() -> str:
+    """Where sign-ins start for this person: Communication Settings, or My email account."""
+    if current_user.is_authenticated and current_user.is_admin:
+        return url_for("accounts.communication_settings")
+    return url_for("accounts.my_email")
 
 
 def _start(account: EmailAccount, back: str) -> Response:
@@ -129,4 +145,5 @@ def _start(account: EmailAccount, back: str) -> Response:
         return redirect(back)
     db.session.rollback()  # nothing was changed: end the request's transaction
     session[SESSION_STATE] = state
+    session[SESSION_RETURN] = back
     return redirect(url)

@@ -13,6 +13,7 @@ from lamplight_mail.extensions import db
 from lamplight_mail.models import Attachment, Message, MessageStatus, Send, SendStatus, utcnow
 from lamplight_mail.web import message_view
 from lamplight_mail.web.pagination import paginate
+from lamplight_mail.wording import plural, send_name
 
 bp = Blueprint("sends", __name__, url_prefix="/sends")
 
@@ -83,8 +84,9 @@ def withdraw(send: Send) -> None:
     except outbox.SendStateError as error:
         flash(str(error), "error")
     else:
-        plural = "s" if cancelled != 1 else ""
-        flash(f"Cancelled send {send.id}: {cancelled:,} message{plural} will not be sent.")
+        flash(
+            f"Cancelled {send_name(send.subject)}: {plural(cancelled, 'message')} will not be sent."
+        )
 
 
 def confirm_cancel(send: Send, action: str, back: str) -> str:

@@ -15,6 +15,7 @@ from lamplight_mail.recipients import UnreadableFile, read_csv
 from lamplight_mail.web.access import admin_required
 from lamplight_mail.web.forms.suppressions import AddSuppressionForm, ImportSuppressionsForm
 from lamplight_mail.web.pagination import paginate
+from lamplight_mail.wording import plural
 
 bp = Blueprint("suppressions", __name__, url_prefix="/admin/suppressions")
 PER_PAGE = 50
@@ -81,16 +82,19 @@ def import_csv() -> Response | str:
         "suppression.imported",
         "suppression",
         None,
-        f"Imported {len(added):,} addresses to the do-not-email list from {name}",
+        f"Imported {plural(len(added), 'address', 'addresses')} to the do-not-email list "
+        f"from {name}",
         {"added": len(added), "already_listed": len(listing.recipients) - len(added)},
     )
     db.session.commit()
-    skipped = (
-        f"; {len(listing.problems):,} rows were not valid addresses" if listing.problems else ""
-    )
+    already = len(listing.recipients) - len(added)
+    skipped = ""
+    if listing.problems:
+        rows = len(listing.problems)
+        skipped = f"; {plural(rows, 'row')} {'was' if rows == 1 else 'were'} not a valid address"
     flash(
-        f"Added {len(added):,} addresses from {name} "
-        f"({len(listing.recipients) - len(added):,} were on the list already{skipped}).",
+        f"Added {plural(len(added), 'address', 'addresses')} from {name} "
+        f"({already:,} {'was' if already == 1 else 'were'} on the list already{skipped}).",
         "success",
     )
     return redirect(url_for("suppressions.index"))

@@ -5,7 +5,7 @@ token: the unguessable per-recipient token is the authority, and it can only uns
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, render_template
 from sqlalchemy import select
 
 from lamplight_mail import suppressions
@@ -15,12 +15,10 @@ from lamplight_mail.models import EmailAccount, Message
 bp = Blueprint("unsubscribe", __name__)
 
 
-def _message_or_404(token: str) -> Message:
+def _message(token: str) -> Message | None:
     if not token or len(token) > 64:
-        abort(404)
-    return db.session.scalar(select(Message).where(Message.unsubscribe_token == token)) or abort(
-        404
-    )
+        return None
+    return db.session.scalar(select(Message).where(Message.unsubscribe_token == token))
 
 
 def _sender(message: Message) -> str:
@@ -28,15 +26,43 @@ def _sender(message: Message) -> str:
     return account.from_name or account.from_email
 
 
+def masked(address: str) -> str:
+    """Enough of the address for its owner to recognise it, not enough for anyone who was
+    forwarded the email to read it: o***@example.org."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def _not_valid() -> tuple[str, int]:
+    # A recipient is not a user: no login page, just what happened and what to do.
+    return render_template("unsubscribe/invalid.html"), 404
+
+
 @bp.get("/u/<token>")
-def confirm(token: str) -> str:
-    message = _message_or_404(token)
-    return render_template("unsubscribe/confirm.html", token=token, sender=_sender(message))
+def confirm(token: str) -> str | tuple[str, int]:
+    message = _message(token)
+    if message is None:
+        return _not_valid()
+    address = message.recipient_email
+    if suppressions.listed([address]):
+        return render_template(
+            "unsubscribe/done.html", sender=_sender(message), address=masked(address), already=True
+        )
+    return render_template(
+        "unsubscribe/confirm.html", token=token, sender=_sender(message), address=masked(address)
+    )
 
 
 @bp.post("/u/<token>")
 @csrf.exempt
-def unsubscribe(token: str) -> str:
-    message = _message_or_404(token)
-    suppressions.unsubscribe(message.recipient_email)
-    return render_template("unsubscribe/done.html", sender=_sender(message))
+def unsubscribe(token: str) -> str | tuple[str, int]:
+    message = _message(token)
+    if message is None:
+        return _not_valid()
+    added = suppressions.unsubscribe(message.recipient_email)
+    return render_template(
+        "unsubscribe/done.html",
+        sender=_sender(message),
+        address=masked(message.recipient_email),
+        already=not added,
+    )
