@@ -62,6 +62,11 @@ class AuthMethod(enum.StrEnum):
     NONE = "none"
     OAUTH2 = "oauth2"  # modern authentication: an access token instead of a password
 
+    @property
+    def sends_password(self) -> bool:
+        """Whether signing in sends the stored password to the server."""
+        return self in (AuthMethod.LOGIN, AuthMethod.PLAIN)
+
 
 class OAuthGrant(enum.StrEnum):
     DELEGATED = "delegated"  # a person signs in once; a refresh token is kept

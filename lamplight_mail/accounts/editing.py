@@ -137,7 +137,7 @@ def save_account(
         not creating
         and account.has_password
         and password.action == PasswordAction.KEEP
-        and values.auth_method != AuthMethod.NONE
+        and values.auth_method.sends_password
         and changed_connection_fields(account, values)
     ):
         raise PasswordNeeded(
@@ -216,10 +216,7 @@ def _sign_in_scope(account: EmailAccount) -> tuple[object, ...] | None:
 
 def _apply_password(account: EmailAccount, auth_method: AuthMethod, change: PasswordChange) -> bool:
     """Returns whether the stored password changed (set, replaced or removed)."""
-    if (
-        auth_method in (AuthMethod.NONE, AuthMethod.OAUTH2)
-        or change.action == PasswordAction.LEAVE_TO_OPERATOR
-    ):
+    if not auth_method.sends_password or change.action == PasswordAction.LEAVE_TO_OPERATOR:
         # No secret is kept that nothing will use.
         removed = account.password_encrypted is not None
         account.password_encrypted = None

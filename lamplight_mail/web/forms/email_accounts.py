@@ -408,7 +408,7 @@ class AccountForm(FlaskForm):
         if (
             self.account is None
             or not self.has_password
-            or values.auth_method == AuthMethod.NONE
+            or not values.auth_method.sends_password
             or self._password_action() != PasswordAction.KEEP
         ):
             return True
