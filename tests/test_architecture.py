@@ -61,3 +61,15 @@ def test_delivery_does_not_reach_the_web_through_what_it_imports() -> None:
             # `from lamplight_mail.x import y` may name a submodule y.
             pending.extend(f"{imported}.{name}" for name in names)
     assert "lamplight_mail.delivery.job" in seen  # the walk really covered delivery
+
+
+def test_the_readme_module_map_lists_every_module() -> None:
+    """A newcomer reads the map first: a module missing from it is a module nobody finds."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "migrations" not in path.relative_to(PACKAGE).parts
+        and f"`{path.relative_to(PACKAGE)}`" not in readme
+    ]
+    assert not missing, f"add these to README's module map: {missing}"
