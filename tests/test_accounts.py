@@ -89,7 +89,7 @@ def test_resume_lets_a_paused_account_send_again_and_is_audited(app, auth, brows
     assert response.status_code == 302
     with app.app_context():
         account = db.session.get(EmailAccount, account_id)
-        assert account.health == AccountHealth.READY
+        assert account.health == AccountHealth.FAILING  # resumed; the last outcome stays the 535
         actions = db.session.scalars(select(AuditEvent.action)).all()
         assert "account.resumed" in actions
     again = browser.post(f"/admin/email/{account_id}/resume", follow_redirects=True)
@@ -355,7 +355,7 @@ def test_the_single_account_needs_its_password(app, auth, browser):
     relay["password"] = ""
     assert browser.post("/admin/email/system", relay).status_code == 302
     [account] = accounts_in_db(app)
-    assert account.health == AccountHealth.READY and not account.has_password
+    assert account.health == AccountHealth.UNTESTED and not account.has_password
 
 
 # --- individual operator accounts ----------------------------------------------------------
@@ -393,7 +393,7 @@ def test_admin_leaves_the_password_to_the_operator_who_sets_it_at_my_email(app, 
     assert response.status_code == 302
 
     [account] = accounts_in_db(app)
-    assert account.health == AccountHealth.READY
+    assert account.health == AccountHealth.UNTESTED  # saved; the next test proves it
     assert account.host == "smtp.office365.com"
     assert stored_password(app, account.id) == SMTP_PASSWORD
     with app.app_context():

@@ -126,7 +126,7 @@ def test_a_send_is_accepted_in_one_request_and_lands_on_its_progress_page(app, b
         assert queued_job_args(app) == [(account_id,)]
 
     page = _page(browser.get(response.headers["Location"]))
-    assert "on its way (1 repeated addresses sent once)" in page
+    assert "on its way (1 repeated address sent once)" in page
     assert '<meta http-equiv="refresh"' in page
     assert "amy@example.org" in page and "Amy Ng" in page
 

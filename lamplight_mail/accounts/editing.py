@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from lamplight_mail import audit, crypto
+from lamplight_mail.accounts import health
 from lamplight_mail.accounts.resolution import own_account, system_account
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
@@ -120,11 +121,12 @@ def save_account(
             "account.created", "email_account", account.id, f"Added {account.label}", changes
         )
     elif changes:
+        health.settings_changed(account, set(changes))
         audit.record(
             "account.updated",
             "email_account",
             account.id,
-            f"Changed {', '.join(changes)} of {account.label}",
+            f"Changed the {audit.describe_fields(list(changes))} of {account.label}",
             changes,
         )
     return account
@@ -133,6 +135,7 @@ def save_account(
 def set_own_password(account: EmailAccount, password: str) -> None:
     """The owner types their own password (the admin set everything else)."""
     set_password(account, password)
+    health.settings_changed(account, {"password"})
     audit.record(
         "account.password_set",
         "email_account",
@@ -244,7 +247,7 @@ def removal_effect(account: EmailAccount) -> Removal:
         .where(User.is_active_user)
         .order_by(User.name, User.id)
     ).all()
-    return Removal([u for u in users if u.account is None or not u.account.is_ready], None)
+    return Removal([u for u in users if u.account is None or not u.account.can_send], None)
 
 
 def remove_account(account: EmailAccount) -> None:

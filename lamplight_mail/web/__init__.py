@@ -15,6 +15,7 @@ def register_blueprints(app: Flask) -> None:
         dashboard,
         dev,
         email_accounts,
+        help,
         log,
         oauth,
         ops,
@@ -34,6 +35,7 @@ def register_blueprints(app: Flask) -> None:
         audit,
         ops,
         admin_sends,
+        help,
     ):
         app.register_blueprint(module.bp)
     if app.config["ENV_MODE"] != PRODUCTION:

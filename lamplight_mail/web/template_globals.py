@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Flask, current_app, url_for
 from flask_login import current_user
+from sqlalchemy import or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
-from lamplight_mail.models import User
+from lamplight_mail import audit
+from lamplight_mail.extensions import db
+from lamplight_mail.models import EmailAccount, User
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,28 @@ def navigation() -> list[tuple[str, str]]:
     ]
 
 
+def accounts_needing_attention() -> list[EmailAccount]:
+    """For the banner on every admin page: live accounts that are paused or failing."""
+    if not (current_user.is_authenticated and current_user.is_admin):
+        return []
+    query = (
+        select(EmailAccount)
+        .where(
+            EmailAccount.archived_at.is_(None),
+            or_(EmailAccount.paused_at.is_not(None), EmailAccount.last_outcome_ok.is_(False)),
+        )
+        .order_by(EmailAccount.id)
+    )
+    try:
+        accounts = db.session.scalars(query).all()
+    except SQLAlchemyError as error:
+        # An error page drawn while the database is away still renders, without the banner.
+        log.warning("the account banner could not be read: %s", error)
+        db.session.rollback()
+        return []
+    return [account for account in accounts if account.needs_attention]
+
+
 def format_datetime(value: datetime | None) -> str:
     """Stored times are naive UTC; shown as such, labelled, so nobody guesses the zone."""
     if value is None:
@@ -70,7 +99,17 @@ def format_number(value: int | None) -> str:
 def init_app(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
     app.jinja_env.filters["number"] = format_number
-    app.context_processor(lambda: {"navigation": navigation})
+    from lamplight_mail.web.views.help import mailchimp_help_url
+
+    app.context_processor(
+        lambda: {
+            "navigation": navigation,
+            "accounts_needing_attention": accounts_needing_attention,
+            "mailchimp_url": mailchimp_help_url,
+            "audit_label": audit.field_label,
+            "audit_value": audit.value_text,
+        }
+    )
     register_error_pages(app)
 
 

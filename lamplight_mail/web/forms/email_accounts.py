@@ -224,12 +224,15 @@ class AccountForm(FlaskForm):
     daily_limit = _limit(
         "Recipients per 24 hours",
         1_000_000,
-        "Every recipient of every message counts, over a rolling 24 hours (Office 365: 10,000).",
+        "Every recipient of every message counts, over a rolling 24 hours (see the provider's "
+        "limits above).",
     )
     per_minute_limit = _limit(
         "Messages per minute", 10_000, "Office 365 delays mail sent faster than 30 a minute."
     )
-    max_recipients = _limit("Recipients per message", 10_000, "Office 365 allows 500.")
+    max_recipients = _limit(
+        "Recipients per message", 10_000, "Office 365 and Outlook.com allow 500, Gmail 100."
+    )
     connection_cap = _limit(
         "Connections at once", 20, "Office 365 refuses a fourth connection to one mailbox."
     )

@@ -11,7 +11,6 @@ from lamplight_mail import audit
 from lamplight_mail.delivery import limits, outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Send, SendStatus
-from lamplight_mail.providers import MAILCHIMP_HELP_URL
 from lamplight_mail.reporting.flagged import describe, flagged_sends, mailchimp_csv
 from lamplight_mail.web.access import admin_required
 from lamplight_mail.web.forms.flag_threshold import ThresholdForm
@@ -28,7 +27,6 @@ def _render_flagged(form: ThresholdForm) -> str:
         rows=describe(page.items),
         form=form,
         threshold=limits.flag_threshold(),
-        mailchimp_url=MAILCHIMP_HELP_URL,
     )
 
 
@@ -83,7 +81,7 @@ def release(send_id: int) -> BaseResponse | str:
             flash(f"Released send {send.id}: its {send.recipient_count:,} messages are queued.")
         return redirect(url_for("admin_sends.flagged"))
     (row,) = describe([send])
-    return render_template("admin_sends/release.html", row=row, mailchimp_url=MAILCHIMP_HELP_URL)
+    return render_template("admin_sends/release.html", row=row)
 
 
 @bp.route("/sends/<int:send_id>/cancel", methods=["GET", "POST"])
@@ -107,9 +105,7 @@ def cancel(send_id: int) -> BaseResponse | str:
 @bp.get("/sends/<int:send_id>/export")
 @admin_required
 def confirm_export(send_id: int) -> str:
-    return render_template(
-        "admin_sends/export.html", send=_send_or_404(send_id), mailchimp_url=MAILCHIMP_HELP_URL
-    )
+    return render_template("admin_sends/export.html", send=_send_or_404(send_id))
 
 
 @bp.get("/sends/<int:send_id>/export.csv")

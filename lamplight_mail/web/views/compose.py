@@ -89,7 +89,10 @@ def _send(form: ComposeForm, listing: RecipientList, account: EmailAccount) -> R
         form.body_html.data or None,
         flag_reason=flag_reason,
     )
-    merged = f" ({listing.duplicates:,} repeated addresses sent once)" if listing.duplicates else ""
+    repeated = "address" if listing.duplicates == 1 else "addresses"
+    merged = (
+        f" ({listing.duplicates:,} repeated {repeated} sent once)" if listing.duplicates else ""
+    )
     if flag_reason:
         flash(f"Your email is held for an admin to review: {flag_reason}", "warning")
     else:
