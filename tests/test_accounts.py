@@ -631,7 +631,7 @@ def test_every_change_is_audited_with_who_and_what_but_never_the_password(app, a
         assert created.details["host"] == "smtp.office365.com"
         assert created.details["password"] == "(changed)"
         assert updated.details == {"daily_limit": 4000, "password": "(changed)"}
-        assert "daily_limit" in updated.summary
+        assert "recipients per 24 hours" in updated.summary  # the form's words
     text = stored_text(app)
     assert SMTP_PASSWORD not in text and NEW_PASSWORD not in text
 

@@ -119,3 +119,26 @@ def test_compose_tells_an_operator_whose_account_waits_for_its_password(app, aut
 
     assert "through the single account for all operators" in page
     assert re.search(r'waits for its password: enter it in\s*<a href="/my/email">', page)
+
+
+def test_authentication_none_asks_before_dropping_the_stored_password(
+    app, auth, browser, smtp_server
+):
+    auth.login_admin()
+    with app.app_context():
+        account_id = make_account(AccountKind.SYSTEM, server=smtp_server).id
+    relay = server_form_data(smtp_server, auth_method="none", security="none", password="")
+    relay["password_action"] = "keep"
+
+    page = browser.post("/admin/email/system", relay).get_data(as_text=True)
+
+    assert "saving removes the stored password" in page
+    with app.app_context():
+        account = db.session.get(EmailAccount, account_id)
+        assert account.has_password and account.auth_method == AuthMethod.LOGIN
+
+    relay["password_action"] = "remove"
+    assert browser.post("/admin/email/system", relay).status_code == 302
+    with app.app_context():
+        account = db.session.get(EmailAccount, account_id)
+        assert not account.has_password and account.auth_method == AuthMethod.NONE

@@ -57,6 +57,7 @@ class PasswordAction(enum.StrEnum):
     KEEP = "keep"
     REPLACE = "replace"
     LEAVE_TO_OPERATOR = "operator"  # clear it: the owner types their own at /my/email
+    REMOVE = "remove"  # clear it on purpose (authentication none needs no password)
 
 
 @dataclass(frozen=True)
@@ -164,9 +165,9 @@ def _sign_in_scope(account: EmailAccount) -> tuple[object, ...] | None:
 
 def _apply_password(account: EmailAccount, auth_method: AuthMethod, change: PasswordChange) -> bool:
     """Returns whether the stored password changed (set, replaced or removed)."""
-    if (
-        auth_method in (AuthMethod.NONE, AuthMethod.OAUTH2)
-        or change.action == PasswordAction.LEAVE_TO_OPERATOR
+    if auth_method in (AuthMethod.NONE, AuthMethod.OAUTH2) or change.action in (
+        PasswordAction.LEAVE_TO_OPERATOR,
+        PasswordAction.REMOVE,
     ):
         # No secret is kept that nothing will use.
         removed = account.password_encrypted is not None

@@ -264,6 +264,7 @@ class AccountForm(FlaskForm):
             return [
                 (PasswordAction.KEEP.value, "Keep the stored password"),
                 (PasswordAction.REPLACE.value, "Replace it with the new password typed below"),
+                (PasswordAction.REMOVE.value, "Remove the stored password"),
             ]
         return [(PasswordAction.REPLACE.value, "Use the password typed below")]
 
@@ -297,6 +298,17 @@ class AccountForm(FlaskForm):
 
     def _validate_password(self) -> bool:
         no_password = (AuthMethod.NONE.value, AuthMethod.OAUTH2.value)
+        if (
+            self.auth_method.data == AuthMethod.NONE.value
+            and self.has_password
+            and self._password_action() != PasswordAction.REMOVE
+        ):
+            # Dropping a secret nobody typed again is not done silently: ask.
+            self.auth_method.errors.append(
+                "Authentication none sends without signing in, so saving removes the stored "
+                "password. To go on, under Password choose “Remove the stored password”."
+            )
+            return False
         if self.auth_method.data in no_password or self.password.errors:
             return not self.password.errors
         action = self._password_action()
