@@ -9,12 +9,14 @@ its own process, like a real server would be) and measures:
     account, with the account's limits set high enough not to bind;
 (d) the same drain with the limiter's per-message calls taken out (bench.unmetered_worker): the
     limiter's cost is the ratio b/d (target >= 0.9);
+(e) the same drain with merge fields: a subject and body that hold {first_name}, {name} and a
+    CSV column, filled for each recipient: its cost is the ratio e/b (target >= 0.9);
 (c) composing 10,000 recipients (outbox.create_send: the send, 10,000 message rows with their
     Message-IDs, commit, enqueue) against a bare bulk insert of the same rows, and the whole
     compose request through the web app for reference.
 
-It prints messages per second and the ratios b/a (target >= 0.7), b/d (target >= 0.9) and c
-(target <= 2); each figure is the best of three runs.
+It prints messages per second and the ratios b/a (target >= 0.7), b/d (target >= 0.9), e/b
+(target >= 0.9) and c (target <= 2); each figure is the best of three runs.
 The database is a fresh SQLite file, or a fresh PostgreSQL database when BENCH_DATABASE_URL
 names a server (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres).
 """
@@ -74,6 +76,15 @@ SMTP_PASSWORD = "bench-app-password"
 PASSWORD = "correct horse battery"
 SUBJECT = "Spring newsletter from the café"
 BODY = "Dear friend,\n\n" + "We open again on Tuesday, with more places than before.\n" * 30
+# The same message personalised: as long, with fields at the start, middle and end.
+MERGED_SUBJECT = "Spring newsletter from the café, {first_name}"
+MERGED_BODY = (
+    "Dear {name},\n\n"
+    + "We open again on Tuesday, with more places than before.\n" * 15
+    + "Your nearest café is at {post_code}.\n"
+    + "We open again on Tuesday, with more places than before.\n" * 15
+    + "-- sent to {email}\n"
+)
 
 
 def _serve(port: int, certificate: str, ready: multiprocessing.Event) -> None:
@@ -188,7 +199,10 @@ def raw_smtplib(port: int, count: int) -> float:
 
 
 def _people(count: int) -> list[Recipient]:
-    return [Recipient(f"person{i}@example.org", f"Pérson {i}") for i in range(count)]
+    return [
+        Recipient(f"person{i}@example.org", f"Pérson {i}", {"post_code": f"AB{i % 90 + 10} 1CD"})
+        for i in range(count)
+    ]
 
 
 def _setup(app: Flask, port: int) -> tuple[User, EmailAccount]:
@@ -226,10 +240,23 @@ def worker_drain(
     user: User,
     account: EmailAccount,
     command: list[str] = WORKER,
+    *,
+    merged: bool = False,
 ) -> dict:
     """(b) One worker process draining WORKER_MESSAGES queued messages for one account (d: run
-    as `command`)."""
-    send = outbox.create_send(user, account, _people(WORKER_MESSAGES), SUBJECT, BODY)
+    as `command`; e: `merged`, its subject and body personalised)."""
+    people = _people(WORKER_MESSAGES)
+    if merged:
+        send = outbox.create_send(
+            user,
+            account,
+            people,
+            MERGED_SUBJECT,
+            MERGED_BODY,
+            extras=outbox.Extras(merge_columns=frozenset({"post_code"})),
+        )
+    else:
+        send = outbox.create_send(user, account, people, SUBJECT, BODY)
     started = time.perf_counter()
     worker = subprocess.run(
         command,
@@ -366,16 +393,18 @@ def main() -> None:
                 upgrade()
                 user, account = _setup(app, port)
                 # Interleaved, so that load from elsewhere weighs on both alike.
-                ceilings, drains, unmetered = [], [], []
+                ceilings, drains, unmetered, merged = [], [], [], []
                 for _ in range(REPEATS):
                     ceilings.append(raw_smtplib(port, WORKER_MESSAGES))
                     drains.append(worker_drain(app, env, user, account))
                     unmetered.append(
                         worker_drain(app, env, user, account, command=UNMETERED_WORKER)
                     )
+                    merged.append(worker_drain(app, env, user, account, merged=True))
                 ceiling = max(ceilings)
                 drain = max(drains, key=lambda run: run["rate"])
                 off = max(unmetered, key=lambda run: run["rate"])
+                personal = max(merged, key=lambda run: run["rate"])
                 compose = compose_vs_insert(app, user, account)
                 request = compose_request(app, user)
                 backend = db.engine.dialect.name
@@ -399,6 +428,8 @@ def main() -> None:
         f"    b/d = {drain['rate'] / off['rate']:.2f}  (limits on but not binding vs off: "
         "target >= 0.9)"
     )
+    print(f"(e) the same drain with merge fields: {personal['rate']:8.0f} msgs/s")
+    print(f"    e/b = {personal['rate'] / drain['rate']:.2f}  (personalised vs not: target >= 0.9)")
     print(
         f"(c) compose {COMPOSE_RECIPIENTS:,} recipients (create_send): "
         f"{compose['compose'] * 1000:6.0f} ms; bare insert of the same rows: "

@@ -84,10 +84,20 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "MAIL_MAX_ATTEMPTS": int(env.get("LAMPLIGHT_MAIL_MAX_ATTEMPTS", 8)),
         "MAIL_BATCH_SIZE": int(env.get("LAMPLIGHT_MAIL_BATCH_SIZE", 100)),
         "MAIL_JOB_SECONDS": float(env.get("LAMPLIGHT_MAIL_JOB_SECONDS", 60)),
+        # The organisation's zone: every time on a page, and a compose's send_at.
+        "TIMEZONE": env.get("LAMPLIGHT_MAIL_TIMEZONE", "Europe/London"),
+        # Unsubscribe links and the OAuth redirect URI are built on it; unset (development
+        # only), on the request's own host.
+        "PUBLIC_URL": (env.get("LAMPLIGHT_MAIL_PUBLIC_URL") or "").rstrip("/") or None,
+        # Attachments: Gmail takes 25 MB a message and Office 365 about as much once encoded,
+        # so 20 MB of files in all (each file within it) leaves room for base64's third.
+        "ATTACHMENTS_MAX_BYTES": int(env.get("LAMPLIGHT_MAIL_ATTACHMENTS_MAX_BYTES", 20 * 2**20)),
+        "ATTACHMENT_FILE_MAX_BYTES": int(
+            env.get("LAMPLIGHT_MAIL_ATTACHMENT_FILE_MAX_BYTES", 20 * 2**20)
+        ),
         "DEV_SMTP_PORT": int(env.get("LAMPLIGHT_MAIL_DEV_SMTP_PORT", 1025)),
         # OAuth 2.0 (modern authentication): the providers' endpoints, so tests can point them at
-        # local servers; the public URL builds the redirect URI registered with them.
-        "PUBLIC_URL": (env.get("LAMPLIGHT_MAIL_PUBLIC_URL") or "").rstrip("/") or None,
+        # local servers.
         # The Lamplight instance this serves: links to its help pages are built on it.
         "LAMPLIGHT_URL": (env.get("LAMPLIGHT_MAIL_LAMPLIGHT_URL") or "").rstrip("/") or None,
         "MICROSOFT_AUTHORITY": env.get(
@@ -106,7 +116,8 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": mode == PRODUCTION,
         "REMEMBER_COOKIE_SECURE": mode == PRODUCTION,
-        "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
+        # Room for a compose's attachments (ATTACHMENTS_MAX_BYTES) beside its CSV and text.
+        "MAX_CONTENT_LENGTH": 28 * 1024 * 1024,
         # A compose of 10,000 pasted recipients is one large text field (Flask's default: 500 kB).
         "MAX_FORM_MEMORY_SIZE": 4 * 1024 * 1024,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},

@@ -97,6 +97,7 @@ class AccountHealth(enum.StrEnum):
 
 class SendStatus(enum.StrEnum):
     FLAGGED = "flagged"
+    SCHEDULED = "scheduled"  # waiting for its send_at
     QUEUED = "queued"
     SENDING = "sending"
     DONE = "done"
@@ -287,6 +288,12 @@ class Send(db.Model):
     status: Mapped[SendStatus] = mapped_column(_enum(SendStatus, "send_status"))
     recipient_count: Mapped[int] = mapped_column(Integer)
     flag_reason: Mapped[str | None] = mapped_column(Text)
+    reply_to: Mapped[str | None] = mapped_column(String(254))
+    # When a scheduled send falls due (naive UTC); None: it went (or goes) when composed.
+    send_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The public address unsubscribe links start with ("https://host/u/"), fixed at compose
+    # because the worker has no request to learn the host from; None: no unsubscribe link.
+    unsubscribe_base: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     released_at: Mapped[datetime | None] = mapped_column(DateTime)
     released_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -295,6 +302,9 @@ class Send(db.Model):
     user: Mapped[User] = relationship(foreign_keys=[user_id])
     account: Mapped[EmailAccount] = relationship()
     released_by: Mapped[User | None] = relationship(foreign_keys=[released_by_id])
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="send", order_by="Attachment.id", passive_deletes=True
+    )
 
 
 class Message(db.Model):
@@ -340,6 +350,11 @@ class Message(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The recipient's own values of the CSV columns the message uses as merge fields; None
+    # when it uses none (name and email fields come from the columns above).
+    merge_values: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # Random and unguessable: the recipient's one-click unsubscribe link (/u/<token>).
+    unsubscribe_token: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     send: Mapped[Send] = relationship()
     account: Mapped[EmailAccount] = relationship()
@@ -400,3 +415,44 @@ class Setting(db.Model):
 
     key: Mapped[str] = mapped_column(String(60), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class Attachment(db.Model):
+    """A file sent with every message of a send, stored once per send (not per recipient).
+
+    Kept in the database rather than on disk: it is written in the same transaction as the
+    send, every worker reads it wherever it runs (no shared folder to mount), backups hold it
+    with the rest, and it goes with its send (ON DELETE CASCADE) when retention purges it. A
+    file uploaded before the send exists (a compose shown again for a preview or a correction)
+    is held with no send, for its uploader only, and purged after a day if never sent.
+    """
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    send_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sends.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(127))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    send: Mapped[Send | None] = relationship(back_populates="attachments")
+
+
+class Suppression(db.Model):
+    """The organisation's do-not-email list: an address here is never sent to."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Lower-cased, so a lookup is one equality whatever case a list uses.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    source: Mapped[str] = mapped_column(String(20))  # "admin", "import" or "unsubscribe"
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    created_by: Mapped[User | None] = relationship()

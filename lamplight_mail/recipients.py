@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
+
+from lamplight_mail.delivery.merge import column_key
 
 MAX_NAME_LENGTH = 120  # Message.recipient_name
 MAX_RECIPIENTS = 50_000
@@ -25,6 +27,8 @@ NAME_COLUMNS = ("name", "full name")
 class Recipient:
     email: str
     name: str = ""
+    # The CSV's other columns by merge-field name ({"post_code": "AB1 2CD"}).
+    fields: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def as_line(self) -> str:
         """The recipient as a line read_lines reads back, e.g. `"Smith, Jo" <jo@example.org>`."""
@@ -48,9 +52,17 @@ class RecipientList:
     recipients: list[Recipient] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     duplicates: int = 0  # entries merged into an earlier one with the same address
+    columns: list[str] = field(default_factory=list)  # merge fields the CSV provides
     _seen: dict[str, int] = field(default_factory=dict, repr=False)
 
-    def add(self, where: str, text: str, address: str, name: str) -> None:
+    def add(
+        self,
+        where: str,
+        text: str,
+        address: str,
+        name: str,
+        fields: Mapping[str, str] | None = None,
+    ) -> None:
         name = name.strip()
         if len(name) > MAX_NAME_LENGTH:
             self.problems.append(
@@ -75,11 +87,41 @@ class RecipientList:
         if key in self._seen:
             self.duplicates += 1
             index = self._seen[key]
-            if name and not self.recipients[index].name:
-                self.recipients[index] = Recipient(self.recipients[index].email, name)
+            earlier = self.recipients[index]
+            if (name and not earlier.name) or (fields and not earlier.fields):
+                self.recipients[index] = Recipient(
+                    earlier.email, earlier.name or name, earlier.fields or fields or {}
+                )
             return
         self._seen[key] = len(self.recipients)
-        self.recipients.append(Recipient(email, name))
+        self.recipients.append(Recipient(email, name, fields or {}))
+
+    def add_columns(self, names: Iterable[str]) -> None:
+        self.columns.extend(name for name in names if name not in self.columns)
+
+    def carried_fields(self) -> dict[str, object]:
+        """The CSV's merge values, keyed by address, to carry through a compose shown again
+        (a browser cannot put the file back in the form): see `attach_fields`."""
+        return {
+            "columns": self.columns,
+            "rows": {r.email.lower(): dict(r.fields) for r in self.recipients if r.fields},
+        }
+
+    def attach_fields(self, carried: Mapping[str, object]) -> None:
+        """Give typed recipients the merge values a previous showing of the form carried."""
+        rows = carried.get("rows")
+        columns = carried.get("columns")
+        if not isinstance(rows, dict) or not isinstance(columns, list):
+            return
+        self.add_columns(str(name) for name in columns)
+        for index, recipient in enumerate(self.recipients):
+            values = rows.get(recipient.email.lower())
+            if isinstance(values, dict) and not recipient.fields:
+                self.recipients[index] = Recipient(
+                    recipient.email,
+                    recipient.name,
+                    {str(k): str(v) for k, v in values.items()},
+                )
 
     @property
     def too_many(self) -> bool:
@@ -149,14 +191,22 @@ def read_csv(data: bytes, filename: str, into: RecipientList | None = None) -> R
             "“email,name”."
         )
     name_at = _column(columns, NAME_COLUMNS)
+    # Every other column is a merge field, by its header.
+    extra = {
+        at: column_key(column)
+        for at, column in enumerate(columns)
+        if at not in (email_at, name_at) and column_key(column)
+    }
+    result.add_columns(extra.values())
     for number, row in enumerate(rows, start=2):
         if not any(cell.strip() for cell in row):
             continue
         address = row[email_at] if email_at < len(row) else ""
         name = row[name_at] if name_at is not None and name_at < len(row) else ""
+        fields = {key: row[at].strip() if at < len(row) else "" for at, key in extra.items()}
         # Written as a line so that, shown back in the recipients box, it reads like the others.
         as_line = Recipient(address.strip(), name.strip()).as_line()
-        result.add(f"row {number} of {filename}", as_line, address, name)
+        result.add(f"row {number} of {filename}", as_line, address, name, fields)
     return result
 
 
@@ -167,10 +217,18 @@ def _column(columns: list[str], names: Iterable[str]) -> int | None:
     return None
 
 
-def collect(text: str, upload: bytes | None = None, filename: str = "") -> RecipientList:
-    """The typed recipients, then the uploaded file's, merged into one list (UnreadableFile
-    when the file cannot be read)."""
+def collect(
+    text: str,
+    upload: bytes | None = None,
+    filename: str = "",
+    carried: Mapping[str, object] | None = None,
+) -> RecipientList:
+    """The typed recipients (with the merge values a previous showing of the form carried),
+    then the uploaded file's, merged into one list (UnreadableFile when the file cannot be
+    read)."""
     result = read_lines(text)
+    if carried:
+        result.attach_fields(carried)
     if upload:
         read_csv(upload, filename or "the file", result)
     return result

@@ -47,6 +47,8 @@ class Claimed:
     recipient_name: str
     message_id_header: str
     attempts: int  # including this one
+    merge_values: dict[str, str] | None = None
+    unsubscribe_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,8 @@ class Lease:
                     _messages.c.recipient_name,
                     _messages.c.message_id_header,
                     _messages.c.attempts,
+                    _messages.c.merge_values,
+                    _messages.c.unsubscribe_token,
                 )
             ).all()
             if rows:

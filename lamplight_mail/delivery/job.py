@@ -33,7 +33,7 @@ from lamplight_mail.accounts import health, resolution
 from lamplight_mail.delivery import limits, outbox
 from lamplight_mail.delivery.claims import Claimed, Lease, Outcome, Recorder
 from lamplight_mail.delivery.mime import HeaderInjection
-from lamplight_mail.delivery.send_template import SendTemplate
+from lamplight_mail.delivery.send_template import AttachedFile, SendTemplate
 from lamplight_mail.delivery.transports import open_transport
 from lamplight_mail.delivery.transports.base import (
     Answer,
@@ -281,7 +281,11 @@ class Delivery:
             if isinstance(template, str):
                 return self._unbuildable(template)
             payload = template.render(
-                message.recipient_email, message.recipient_name, message.message_id_header
+                message.recipient_email,
+                message.recipient_name,
+                message.message_id_header,
+                message.merge_values,
+                message.unsubscribe_token,
             )
         except (HeaderInjection, UnicodeError) as error:
             return self._unbuildable(str(error))
@@ -375,6 +379,11 @@ class Delivery:
                     subject=send.subject,
                     body_text=send.body_text,
                     body_html=send.body_html,
+                    reply_to=send.reply_to,
+                    attachments=[
+                        AttachedFile(a.filename, a.content_type, a.data) for a in send.attachments
+                    ],
+                    unsubscribe_base=send.unsubscribe_base,
                 )
             except HeaderInjection as error:
                 self.templates[send_id] = str(error)

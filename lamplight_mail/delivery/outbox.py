@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -22,12 +24,14 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import func, insert, select, update
 
-from lamplight_mail import audit
+from lamplight_mail import attachments as attachment_store
+from lamplight_mail import audit, suppressions
 from lamplight_mail.delivery import limits
 from lamplight_mail.delivery.mime import new_message_id
 from lamplight_mail.delivery.transactions import write_transaction
 from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.models import (
+    Attachment,
     EmailAccount,
     Message,
     MessageStatus,
@@ -64,6 +68,17 @@ class RecipientLike(Protocol):
     name: str
 
 
+@dataclass(frozen=True)
+class Extras:
+    """What a send may carry beyond its text (compose's optional fields)."""
+
+    reply_to: str | None = None
+    send_at: datetime | None = None  # naive UTC; None: now
+    unsubscribe_base: str | None = None  # links are this plus each message's token
+    attachments: Sequence[Attachment] = ()  # held uploads, bound to the send
+    merge_columns: frozenset[str] = frozenset()  # the CSV columns the text uses
+
+
 class SendStateError(ValueError):
     """The send is not in a state that allows this (e.g. releasing a send that is not flagged)."""
 
@@ -80,15 +95,18 @@ def create_send(
     body_text: str,
     body_html: str | None = None,
     flag_reason: str | None = None,
+    extras: Extras | None = None,
 ) -> Send:
     """Write the send and one message per recipient in one transaction, commit, then enqueue
     delivery (ids only). Messages are `queued`: waiting for a worker, whether or not Redis took
     the job (the sweep enqueues one when it did not). With `flag_reason` the send is held as
-    flagged, its messages `pending` until an admin releases it, and nothing is enqueued."""
+    flagged, its messages `pending` until an admin releases it, and nothing is enqueued; with
+    a `send_at` it is `scheduled`, its messages `pending` until the sweep finds it due."""
     now = utcnow()
+    extras = extras or Extras()
     with write_transaction():
         send = _write_send(
-            user, account, recipients, now, subject, body_text, body_html, flag_reason
+            user, account, recipients, now, subject, body_text, body_html, flag_reason, extras
         )
     if send.status == SendStatus.QUEUED:
         enqueue_delivery(send.account_id)
@@ -104,20 +122,32 @@ def _write_send(
     body_text: str,
     body_html: str | None,
     flag_reason: str | None,
+    extras: Extras,
 ) -> Send:
+    if flag_reason:
+        status = SendStatus.FLAGGED
+    elif extras.send_at is not None:
+        status = SendStatus.SCHEDULED
+    else:
+        status = SendStatus.QUEUED
     send = Send(
         user_id=user.id,
         account_id=account.id,
         subject=subject,
         body_text=body_text,
         body_html=body_html or None,
-        status=SendStatus.FLAGGED if flag_reason else SendStatus.QUEUED,
+        status=status,
         recipient_count=len(recipients),
         flag_reason=flag_reason,
+        reply_to=extras.reply_to or None,
+        send_at=extras.send_at,
+        unsubscribe_base=extras.unsubscribe_base,
         created_at=now,
     )
     db.session.add(send)
     db.session.flush()
+    attachment_store.bind(extras.attachments, send)
+    columns = sorted(extras.merge_columns)
     # One executemany (multi-row VALUES on PostgreSQL) with every value given, so no per-row
     # default runs. The Message-ID is fixed now so a retried message keeps its identity.
     rows = [
@@ -127,9 +157,18 @@ def _write_send(
             "recipient_email": recipient.email,
             "recipient_name": recipient.name,
             "message_id_header": new_message_id(account.from_email),
-            "status": MessageStatus.PENDING if flag_reason else MessageStatus.QUEUED,
+            "status": MessageStatus.QUEUED
+            if status == SendStatus.QUEUED
+            else MessageStatus.PENDING,
             "attempts": 0,
-            "due_at": now,
+            "due_at": extras.send_at or now,
+            # Only the columns the message uses, so a wide spreadsheet is not copied whole.
+            "merge_values": (
+                {column: recipient.fields.get(column, "") for column in columns}
+                if columns
+                else None
+            ),
+            "unsubscribe_token": secrets.token_urlsafe(24) if extras.unsubscribe_base else None,
             "created_at": now,
             "updated_at": now,
         }
@@ -155,21 +194,23 @@ def flag_reason(account: EmailAccount, recipient_count: int) -> str | None:
 
 
 def release(send: Send, actor: User) -> None:
-    """An admin lets a flagged send go: it is queued and delivery enqueued (commits)."""
+    """An admin lets a flagged send go: it is queued and delivery enqueued, or, when its
+    send_at is still to come, scheduled (commits). Anyone put on the do-not-email list since
+    it was composed is left out."""
+    suppressions.leave_out(send.id)
     with write_transaction():
         # Checked under the lock, so two admins releasing at once release it once.
         db.session.refresh(send, with_for_update=True)
         if send.status != SendStatus.FLAGGED:
             raise SendStateError("Only a flagged send can be released.")
-        send.status = SendStatus.QUEUED
-        send.released_at = utcnow()
+        now = utcnow()
+        send.released_at = now
         send.released_by_id = actor.id
-        db.session.execute(
-            update(Message)
-            .where(Message.send_id == send.id, Message.status == MessageStatus.PENDING)
-            .values(status=MessageStatus.QUEUED)
-            .execution_options(synchronize_session=False)
-        )
+        if send.send_at is not None and send.send_at > now:
+            send.status = SendStatus.SCHEDULED  # its messages wait, pending, until then
+        else:
+            send.status = SendStatus.QUEUED
+            queue_pending(send.id, now)
         audit.record(
             "send.released",
             "send",
@@ -179,7 +220,18 @@ def release(send: Send, actor: User) -> None:
             {"recipients": send.recipient_count, "flag_reason": send.flag_reason},
             actor=actor,
         )
-    enqueue_delivery(send.account_id)
+    if send.status == SendStatus.QUEUED:
+        enqueue_delivery(send.account_id)
+
+
+def queue_pending(send_id: int, now: datetime) -> None:
+    """The send's pending messages become queued, due now (in the caller's transaction)."""
+    db.session.execute(
+        update(Message)
+        .where(Message.send_id == send_id, Message.status == MessageStatus.PENDING)
+        .values(status=MessageStatus.QUEUED, due_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def cancel(send: Send, actor: User) -> int:
@@ -312,6 +364,13 @@ def sweep(*, force: bool = False) -> list[int]:
     return [
         account_id for account_id in due_accounts() if enqueue_delivery(account_id, verify=True)
     ]
+
+
+def open_count(send_id: int) -> int:
+    """How many of the send's messages have not gone yet (what cancelling would stop)."""
+    return db.session.scalar(
+        select(func.count()).where(Message.send_id == send_id, Message.status.in_(OPEN_STATUSES))
+    )
 
 
 def counts_by_send(send_ids: Sequence[int]) -> dict[int, dict[MessageStatus, int]]:

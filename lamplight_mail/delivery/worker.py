@@ -11,7 +11,7 @@ from rq import SimpleWorker
 from sqlalchemy.exc import SQLAlchemyError
 
 from lamplight_mail import create_app
-from lamplight_mail.delivery import outbox
+from lamplight_mail.delivery import outbox, scheduling
 from lamplight_mail.extensions import db, get_redis
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class MailWorker(SimpleWorker):
 def sweep(*, force: bool = False) -> None:
     # A database or Redis outage must not stop the worker: the next sweep tries again.
     try:
+        scheduling.start_due()  # scheduled sends now due join the outbox first
         enqueued = outbox.sweep(force=force)
     except (SQLAlchemyError, RedisError):
         log.exception("outbox sweep failed; retrying at the next one")

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, select
 
-from lamplight_mail import audit
+from lamplight_mail import attachments, audit
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Message, MessageStatus, Send, SendStatus, Setting, utcnow
 
@@ -73,6 +73,8 @@ def purge(days: int, *, now: datetime | None = None, batch_size: int = BATCH_SIZ
         ),
         batch_size,
     )
+    # Attachments go with their sends (ON DELETE CASCADE); uploads never sent, after a day.
+    attachments.purge_unsent(now)
     audit.record(
         "messages.purged",
         "message",

@@ -36,6 +36,8 @@ _SECRET_PAIR = re.compile(
 _CREDENTIAL = re.compile(
     r"\b(?P<key>Bearer|Basic|AUTH\s+(?:PLAIN|LOGIN|XOAUTH2))\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE
 )
+# A recipient's unsubscribe link (/u/<token>): the token alone unsubscribes them.
+_UNSUBSCRIBE_LINK = re.compile(r"(?P<key>/u/)[A-Za-z0-9_-]+")
 # Attributes every LogRecord has; anything else came in through `extra=`.
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -45,6 +47,7 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 
 def redact_text(text: str) -> str:
     text = _SECRET_PAIR.sub(lambda m: f"{m['key']}{m['sep']}{REDACTED}", text)
+    text = _UNSUBSCRIBE_LINK.sub(lambda m: f"{m['key']}{REDACTED}", text)
     return _CREDENTIAL.sub(lambda m: f"{m['key']} {REDACTED}", text)
 
 
@@ -74,7 +77,7 @@ class RedactSecrets(logging.Filter):
         for key, value in _extra_fields(record).items():
             setattr(record, key, _redact_value(key, value))
         if has_request_context() and not hasattr(record, "path"):
-            record.path = request.path
+            record.path = redact_text(request.path)
         return True
 
 

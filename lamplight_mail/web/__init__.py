@@ -20,6 +20,8 @@ def register_blueprints(app: Flask) -> None:
         oauth,
         ops,
         sends,
+        suppressions,
+        unsubscribe,
         users,
     )
 
@@ -36,6 +38,8 @@ def register_blueprints(app: Flask) -> None:
         ops,
         admin_sends,
         help,
+        suppressions,
+        unsubscribe,
     ):
         app.register_blueprint(module.bp)
     if app.config["ENV_MODE"] != PRODUCTION:

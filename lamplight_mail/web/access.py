@@ -45,7 +45,16 @@ def admin_required(view: F) -> F:
 # Pages anyone may open; every other endpoint requires a logged-in user, so a new route cannot
 # be published by accident.
 PUBLIC_ENDPOINTS = frozenset(
-    {"auth.login", "auth.setup", "auth.index", "static", "ops.healthz", "ops.metrics"}
+    {
+        "auth.login",
+        "auth.setup",
+        "auth.index",
+        "static",
+        "ops.healthz",
+        "ops.metrics",
+        "unsubscribe.confirm",
+        "unsubscribe.unsubscribe",
+    }
 )
 
 

@@ -11,7 +11,7 @@ from flask_login import current_user
 from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from lamplight_mail import audit
+from lamplight_mail import audit, org_time
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, User
 
@@ -33,6 +33,7 @@ NAVIGATION = (
     NavLink("accounts.my_email", "My email account", False),
     NavLink("accounts.communication_settings", "Communication Settings", True),
     NavLink("admin_sends.flagged", "Flagged sends", True),
+    NavLink("suppressions.index", "Do-not-email list", True),
     NavLink("log.index", "Delivery log", True),
     NavLink("users.index", "Users", True),
     NavLink("audit.index", "Audit", True),
@@ -96,9 +97,19 @@ def format_number(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
+def format_filesize(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / 2**20:.1f} MB"
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
     app.jinja_env.filters["number"] = format_number
+    app.jinja_env.filters["localtime"] = org_time.shown
+    app.jinja_env.filters["filesize"] = format_filesize
     from lamplight_mail.web.views.help import mailchimp_help_url
 
     app.context_processor(

@@ -5,7 +5,7 @@ Existing accounts start untested (last_outcome_ok NULL): nothing has proven them
 rules yet.
 
 Revision ID: c4d8e2a6f1b3
-Revises: a7c3e9f1b2d4
+Revises: 7c1e5a9d2b40
 Create Date: 2026-12-01 05:20:00.000000
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c4d8e2a6f1b3'
-down_revision = 'a7c3e9f1b2d4'
+down_revision = '7c1e5a9d2b40'
 branch_labels = None
 depends_on = None
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
-from flask_wtf.file import FileAllowed, FileField, FileSize
-from wtforms import BooleanField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from datetime import datetime
 
-from lamplight_mail.web.forms.validators import NoLineBreaks
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileAllowed, FileField, FileSize, MultipleFileField
+from wtforms import BooleanField, Field, HiddenField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+
+from lamplight_mail import org_time
+from lamplight_mail.models import utcnow
+from lamplight_mail.web.forms.validators import EmailAddress, NoLineBreaks
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_BODY_CHARACTERS = 500_000
@@ -33,7 +37,8 @@ class ComposeForm(FlaskForm):
             FileSize(MAX_FILE_BYTES, message="The file is larger than 2 MB."),
         ],
         description="A spreadsheet saved as CSV UTF-8, with an “email” column and, if you "
-        "like, a “name” column.",
+        "like, a “name” column. Every other column is a merge field named by its header in "
+        "lower case, spaces as _ (a “Post code” column is {post_code}).",
     )
     subject = StringField(
         "Subject",
@@ -43,6 +48,11 @@ class ComposeForm(FlaskForm):
         "Message",
         validators=[DataRequired("Write the message."), Length(max=MAX_BODY_CHARACTERS)],
         filters=[_plain_newlines],
+        description="Merge fields, filled for each recipient here, in the subject and in the "
+        "HTML version: {first_name}, {last_name}, {name}, {email} and your CSV file's columns. "
+        "Someone without a name gets “friend” for {first_name} and {name} and nothing for "
+        "{last_name}; an empty CSV cell leaves its field empty. To write a brace, type it "
+        "twice: {{ or }}.",
     )
     body_html = TextAreaField(
         "HTML version (optional)",
@@ -51,5 +61,58 @@ class ComposeForm(FlaskForm):
         description="Only if you have the message as HTML too; mail programs that show HTML "
         "use it, the others show the message above.",
     )
+    attachments = MultipleFileField(
+        "Attachments (optional)",
+        description="Choose one file or several; every recipient gets them all.",
+    )
+    send_at = StringField(
+        "Send at (optional)",
+        validators=[Optional()],
+        render_kw={"type": "datetime-local"},
+        description="Leave blank to send now.",
+    )
+    reply_to = StringField(
+        "Reply-To (optional)",
+        validators=[Optional(), Length(max=254), NoLineBreaks(), EmailAddress()],
+        description="Where replies go, if not to the address it is sent from: a shared team "
+        "inbox, say.",
+    )
+    unsubscribe_link = BooleanField(
+        "Add an unsubscribe link",
+        description="Each recipient gets their own link (and the one-click unsubscribe header "
+        "Gmail and Yahoo ask bulk senders for); whoever uses it is put on the do-not-email "
+        "list.",
+    )
+    preview_as = StringField(
+        "Preview as (optional)",
+        validators=[Optional(), Length(max=254)],
+        description="The address of the recipient to preview; blank: the first.",
+    )
+    # A browser cannot put a file back into a form shown again: what the CSV's extra columns
+    # held, and the attachments already uploaded, ride along in these.
+    merge_data = HiddenField()
+    staged_attachments = HiddenField()
     # Offered once the list has lines that are not valid addresses.
     drop_invalid = BooleanField("Leave out the lines that are not valid and send to the others")
+
+    def validate_send_at(self, field: Field) -> None:
+        if not field.data:
+            return
+        try:
+            moment = org_time.parse_local(field.data)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+        if moment <= utcnow():
+            raise ValidationError(
+                "That time has passed. Leave it blank to send now, or choose a later time."
+            )
+
+    @property
+    def send_at_utc(self) -> datetime | None:
+        """send_at as naive UTC (after validation), or None to send now."""
+        return org_time.parse_local(self.send_at.data) if self.send_at.data else None
+
+    def staged_ids(self) -> list[int]:
+        return [
+            int(part) for part in (self.staged_attachments.data or "").split(",") if part.isdigit()
+        ]

@@ -12,9 +12,11 @@ from lamplight_mail.delivery import limits, outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Send, SendStatus
 from lamplight_mail.reporting.flagged import describe, flagged_sends, mailchimp_csv
+from lamplight_mail.web import message_view
 from lamplight_mail.web.access import admin_required
 from lamplight_mail.web.forms.flag_threshold import ThresholdForm
 from lamplight_mail.web.pagination import paginate
+from lamplight_mail.web.views.sends import confirm_cancel, withdraw
 
 bp = Blueprint("admin_sends", __name__, url_prefix="/admin")
 
@@ -25,6 +27,7 @@ def _render_flagged(form: ThresholdForm) -> str:
         "admin_sends/flagged.html",
         page=page,
         rows=describe(page.items),
+        messages={send.id: message_view.of_send(send) for send in page.items},
         form=form,
         threshold=limits.flag_threshold(),
     )
@@ -81,7 +84,11 @@ def release(send_id: int) -> BaseResponse | str:
             flash(f"Released send {send.id}: its {send.recipient_count:,} messages are queued.")
         return redirect(url_for("admin_sends.flagged"))
     (row,) = describe([send])
-    return render_template("admin_sends/release.html", row=row)
+    return render_template(
+        "admin_sends/release.html",
+        row=row,
+        message=message_view.of_send(send),
+    )
 
 
 @bp.route("/sends/<int:send_id>/cancel", methods=["GET", "POST"])
@@ -92,14 +99,11 @@ def cancel(send_id: int) -> BaseResponse | str:
         flash(f"Send {send.id} is already {send.status.value}.")
         return redirect(url_for("admin_sends.flagged"))
     if request.method == "POST":
-        try:
-            cancelled = outbox.cancel(send, current_user)
-        except outbox.SendStateError as error:
-            flash(str(error), "error")
-        else:
-            flash(f"Cancelled send {send.id}: {cancelled:,} messages will not be sent.")
+        withdraw(send)
         return redirect(url_for("admin_sends.flagged"))
-    return render_template("admin_sends/cancel.html", send=send)
+    return confirm_cancel(
+        send, url_for("admin_sends.cancel", send_id=send.id), url_for("admin_sends.flagged")
+    )
 
 
 @bp.get("/sends/<int:send_id>/export")

@@ -2,40 +2,84 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+import json
+from dataclasses import dataclass, field
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from lamplight_mail import attachments, org_time, suppressions
 from lamplight_mail.accounts import resolution
-from lamplight_mail.delivery import outbox
-from lamplight_mail.models import EmailAccount
-from lamplight_mail.recipients import MAX_RECIPIENTS, RecipientList, UnreadableFile, collect
+from lamplight_mail.delivery import merge, outbox
+from lamplight_mail.delivery.mime import HeaderInjection, new_message_id
+from lamplight_mail.delivery.send_template import AttachedFile, SendTemplate
+from lamplight_mail.extensions import db
+from lamplight_mail.models import Attachment, EmailAccount
+from lamplight_mail.recipients import (
+    MAX_RECIPIENTS,
+    Recipient,
+    RecipientList,
+    UnreadableFile,
+    collect,
+)
+from lamplight_mail.web import message_view
 from lamplight_mail.web.forms.compose import ComposeForm
 
 bp = Blueprint("compose", __name__)
+# Stands in for a recipient's own token in a preview: the link is shown, not usable.
+PREVIEW_TOKEN = "preview"
+
+
+@dataclass
+class Audience:
+    """Who a compose goes to: the checked list less the do-not-email list."""
+
+    listing: RecipientList
+    recipients: list[Recipient] = field(default_factory=list)
+    left_out: int = 0  # on the do-not-email list
 
 
 @bp.route("/compose", methods=["GET", "POST"])
 def compose() -> Response | str:
     account = resolution.resolve_sending_account(current_user)
     form = ComposeForm()
-    listing: RecipientList | None = None
-    if form.validate_on_submit():
-        listing = _read_recipients(form)
-        if listing is not None and _acceptable(form, listing, account):
-            return _send(form, listing, account)
+    audience: Audience | None = None
+    shown: message_view.Shown | None = None
+    valid = form.validate_on_submit()
+    # After validation, which would clear a refusal said on the attachments field. (A post
+    # without a valid CSRF token never gets here: CSRFProtect refuses it first.)
+    held = _held_attachments(form) if form.is_submitted() else []
+    if valid:
+        audience = _audience(form)
+        if audience is not None and _acceptable(form, audience, account, held):
+            if "preview" in request.form:
+                shown = _preview(form, audience, account, held)
+            else:
+                return _send(form, audience, account, held)
     elif form.is_submitted() and not form.recipients_file.errors:
-        listing = _read_recipients(form)
-    if listing is not None and form.recipients_file.data:
-        # A browser cannot put a file back into the form: its rows join the typed ones.
-        form.recipients.data = listing.as_text()
+        audience = _audience(form)
+    if audience is not None and form.recipients_file.data:
+        # A browser cannot put a file back into the form: its rows join the typed ones, and
+        # its merge columns ride along in a hidden field.
+        form.recipients.data = audience.listing.as_text()
         flash(f"The rows of {_filename(form)} are now in the recipients box.", "info")
+    if audience is not None and audience.listing.columns:
+        form.merge_data.data = json.dumps(audience.listing.carried_fields())
+    db.session.commit()  # attachments held for the next showing of the form
+    form.staged_attachments.data = ",".join(str(a.id) for a in held)
+    per_file, in_all = attachments.limits()
     return render_template(
         "compose/compose.html",
         form=form,
         account=account,
         own_account=resolution.own_account(current_user),
-        listing=listing,
+        listing=audience.listing if audience else None,
+        audience=audience,
+        held=held,
+        shown=shown,
+        per_file=attachments.megabytes(per_file),
+        in_all=attachments.megabytes(in_all),
     )
 
 
@@ -44,18 +88,57 @@ def _filename(form: ComposeForm) -> str:
     return (form.recipients_file.data.filename or "the file")[-100:]
 
 
-def _read_recipients(form: ComposeForm) -> RecipientList | None:
+def _held_attachments(form: ComposeForm) -> list[Attachment]:
+    """The uploads held from earlier showings of the form, less those the user removed, plus
+    this request's files (checked; a refusal is said on the field)."""
+    held = attachments.staged(current_user, form.staged_ids())
+    removed = [int(value) for value in request.form.getlist("remove_attachment") if value.isdigit()]
+    held = attachments.remove(held, removed)
+    uploads = [upload for upload in form.attachments.data or [] if upload and upload.filename]
+    try:
+        return attachments.stage(current_user, uploads, held)
+    except attachments.AttachmentRefused as error:
+        form.attachments.errors = [*form.attachments.errors, str(error)]
+        return held
+
+
+def _audience(form: ComposeForm) -> Audience | None:
     upload = form.recipients_file.data
     try:
+        carried = json.loads(form.merge_data.data) if form.merge_data.data else None
+    except ValueError:
+        carried = None  # not what this form wrote: the columns are simply not carried
+    if not isinstance(carried, dict):
+        carried = None
+    try:
         if upload:
-            return collect(form.recipients.data or "", upload.read(), _filename(form))
-        return collect(form.recipients.data or "")
+            listing = collect(form.recipients.data or "", upload.read(), _filename(form), carried)
+        else:
+            listing = collect(form.recipients.data or "", carried=carried)
     except UnreadableFile as error:
         form.recipients_file.errors.append(str(error))
         return None
+    listed = suppressions.listed(r.email for r in listing.recipients)
+    recipients = [r for r in listing.recipients if r.email.lower() not in listed]
+    return Audience(listing, recipients, len(listing.recipients) - len(recipients))
 
 
-def _acceptable(form: ComposeForm, listing: RecipientList, account: EmailAccount | None) -> bool:
+def _texts(form: ComposeForm) -> list[tuple[object, merge.Text]]:
+    texts = [
+        (form.subject, merge.Text(form.subject.data or "")),
+        (form.body, merge.Text(form.body.data or "")),
+    ]
+    if form.body_html.data:
+        texts.append((form.body_html, merge.Text(form.body_html.data, escape=True)))
+    return texts
+
+
+def _acceptable(
+    form: ComposeForm, audience: Audience, account: EmailAccount | None, held: list[Attachment]
+) -> bool:
+    listing = audience.listing
+    if form.attachments.errors:
+        return False
     if listing.problems and not form.drop_invalid.data:
         count = len(listing.problems)
         form.recipients.errors.append(
@@ -66,11 +149,24 @@ def _acceptable(form: ComposeForm, listing: RecipientList, account: EmailAccount
     if not listing.recipients:
         form.recipients.errors.append("Add at least one recipient.")
         return False
+    if not audience.recipients:
+        form.recipients.errors.append(
+            "Every recipient is on the do-not-email list: there is nobody to send to."
+        )
+        return False
     if listing.too_many:
         form.recipients.errors.append(
             f"A send can have at most {MAX_RECIPIENTS:,} recipients; this one has "
             f"{len(listing.recipients):,}. Bulk email belongs in MailChimp."
         )
+        return False
+    known = True
+    for text_field, text in _texts(form):
+        unknown = merge.unknown_fields([text], listing.columns)
+        if unknown:
+            text_field.errors.append(merge.describe_unknown(unknown))
+            known = False
+    if not known:
         return False
     if account is None:
         form.form_errors.append("No email account is set up for you to send from (see above).")
@@ -78,25 +174,92 @@ def _acceptable(form: ComposeForm, listing: RecipientList, account: EmailAccount
     return True
 
 
-def _send(form: ComposeForm, listing: RecipientList, account: EmailAccount) -> Response:
-    flag_reason = outbox.flag_reason(account, len(listing.recipients))
+def _unsubscribe_base(form: ComposeForm) -> str | None:
+    if not form.unsubscribe_link.data:
+        return None
+    public = current_app.config["PUBLIC_URL"] or request.url_root.rstrip("/")
+    return f"{public}/u/"
+
+
+def _preview(
+    form: ComposeForm, audience: Audience, account: EmailAccount, held: list[Attachment]
+) -> message_view.Shown | None:
+    """The message exactly as the chosen (or first) recipient would get it; queues nothing."""
+    chosen = audience.recipients[0]
+    wanted = (form.preview_as.data or "").strip().lower()
+    if wanted:
+        match = [r for r in audience.recipients if r.email.lower() == wanted]
+        if not match:
+            form.preview_as.errors.append(f"{wanted} is not among the recipients.")
+            return None
+        chosen = match[0]
+    columns = _used_columns(form, audience.listing)
+    try:
+        template = SendTemplate(
+            from_email=account.from_email,
+            from_name=account.from_name,
+            subject=form.subject.data.strip(),
+            body_text=form.body.data,
+            body_html=form.body_html.data or None,
+            reply_to=form.reply_to.data or None,
+            attachments=[AttachedFile(a.filename, a.content_type, a.data) for a in held],
+            unsubscribe_base=_unsubscribe_base(form),
+        )
+        raw = template.render(
+            chosen.email,
+            chosen.name,
+            new_message_id(account.from_email),
+            {column: chosen.fields.get(column, "") for column in columns},
+            PREVIEW_TOKEN if form.unsubscribe_link.data else None,
+        )
+    except HeaderInjection as error:
+        form.subject.errors.append(str(error))
+        return None
+    return message_view.read(raw)
+
+
+def _used_columns(form: ComposeForm, listing: RecipientList) -> frozenset[str]:
+    used = frozenset().union(*(text.fields for _, text in _texts(form)))
+    return used & frozenset(listing.columns)
+
+
+def _send(
+    form: ComposeForm, audience: Audience, account: EmailAccount, held: list[Attachment]
+) -> Response:
+    recipients = audience.recipients
+    flag_reason = outbox.flag_reason(account, len(recipients))
     send = outbox.create_send(
         current_user,
         account,
-        listing.recipients,
+        recipients,
         form.subject.data.strip(),
         form.body.data,
         form.body_html.data or None,
         flag_reason=flag_reason,
+        extras=outbox.Extras(
+            reply_to=form.reply_to.data or None,
+            send_at=form.send_at_utc,
+            unsubscribe_base=_unsubscribe_base(form),
+            attachments=held,
+            merge_columns=_used_columns(form, audience.listing),
+        ),
     )
-    repeated = "address" if listing.duplicates == 1 else "addresses"
-    merged = (
-        f" ({listing.duplicates:,} repeated {repeated} sent once)" if listing.duplicates else ""
-    )
+    listing = audience.listing
+    notes = []
+    if listing.duplicates:
+        repeated = "address" if listing.duplicates == 1 else "addresses"
+        notes.append(f"{listing.duplicates:,} repeated {repeated} sent once")
+    if audience.left_out:
+        notes.append(f"{audience.left_out:,} on the do-not-email list left out")
+    noted = f" ({'; '.join(notes)})" if notes else ""
     if flag_reason:
         flash(f"Your email is held for an admin to review: {flag_reason}", "warning")
-    else:
+    elif send.send_at is not None:
         flash(
-            f"Your email to {send.recipient_count:,} recipients is on its way{merged}.", "success"
+            f"Your email to {send.recipient_count:,} recipients is scheduled for "
+            f"{org_time.shown(send.send_at)}{noted}.",
+            "success",
         )
+    else:
+        flash(f"Your email to {send.recipient_count:,} recipients is on its way{noted}.", "success")
     return redirect(url_for("sends.detail", send_id=send.id))
