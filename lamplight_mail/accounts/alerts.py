@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from lamplight_mail import org_time
 from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.models import AccountHealth, AccountKind, EmailAccount, Role, User
 
@@ -87,7 +88,7 @@ def alert_text(account: EmailAccount) -> tuple[str, str]:
     answer = account.paused_reason if paused else account.last_failure_answer
     advice = account.paused_advice if paused else account.last_failure_advice
     base = current_app.config.get("PUBLIC_URL") or ""
-    since = f" (since {when:%d %b %Y %H:%M} UTC)" if when else ""
+    since = f" (since {org_time.shown(when)})" if when else ""
     lines = [
         f"The email account {account.label} is {state}{since}.",
         "",

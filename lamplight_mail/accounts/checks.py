@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from lamplight_mail import audit, crypto
+from lamplight_mail import audit, crypto, org_time
 from lamplight_mail.accounts import health
 from lamplight_mail.accounts.resolution import connection_settings
 from lamplight_mail.delivery import limits, rollups
@@ -130,7 +130,7 @@ _NO_LIMITER = CheckResult(
 
 
 def _no_room(decision: limits.Decision) -> CheckResult:
-    when = f" until {decision.not_before:%H:%M} UTC" if decision.not_before else ""
+    when = f" until {org_time.shown(decision.not_before)}" if decision.not_before else ""
     return CheckResult(
         False,
         f"the account's sending limits leave no room now{when}, so nothing was sent",

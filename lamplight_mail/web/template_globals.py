@@ -87,10 +87,26 @@ def accounts_needing_attention() -> list[EmailAccount]:
 
 
 def format_datetime(value: datetime | None) -> str:
-    """Stored times are naive UTC; shown as such, labelled, so nobody guesses the zone."""
+    """Stored times are naive UTC; shown on the organisation's clocks with the zone named
+    ("14 Jul 2026 09:30 BST"), so nobody guesses the zone."""
+    return org_time.shown(value)
+
+
+def format_clock(value: datetime | None, now: datetime | None = None) -> str:
+    """A moment near `now` (both naive UTC) as the organisation's clock reads it: "09:30 BST",
+    with the day when it is not today ("15 Jul 09:30 BST")."""
     if value is None:
         return ""
-    return value.strftime("%d %b %Y %H:%M UTC")
+    local = org_time.local(value)
+    today = org_time.local(now).date() if now is not None else None
+    day = "" if local.date() == today else local.strftime("%d %b ")
+    return day + local.strftime("%H:%M %Z")
+
+
+def zone_name() -> str:
+    """The organisation's zone as pages name it, e.g. "UK time (Europe/London)"."""
+    key = org_time.zone().key
+    return "UK time (Europe/London)" if key == "Europe/London" else key
 
 
 def format_number(value: int | None) -> str:
@@ -109,6 +125,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
     app.jinja_env.filters["number"] = format_number
     app.jinja_env.filters["localtime"] = org_time.shown
+    app.jinja_env.filters["clock"] = format_clock
     app.jinja_env.filters["filesize"] = format_filesize
     from lamplight_mail.web.views.help import mailchimp_help_url
 
@@ -119,6 +136,7 @@ def init_app(app: Flask) -> None:
             "mailchimp_url": mailchimp_help_url,
             "audit_label": audit.field_label,
             "audit_value": audit.value_text,
+            "zone_name": zone_name,
         }
     )
     register_error_pages(app)
