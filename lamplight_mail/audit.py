@@ -13,6 +13,58 @@ from lamplight_mail.models import AuditEvent, User
 SECRET_FIELDS = frozenset({"password", "password_encrypted", "password_hash", "token"})
 
 
+# How the trail names the fields it records, in the words the forms use.
+FIELD_LABELS = {
+    "provider": "provider",
+    "host": "host name",
+    "port": "port",
+    "auth_method": "authentication",
+    "security": "SSL type",
+    "username": "username",
+    "password": "password",
+    "from_email": "From address",
+    "from_name": "From name",
+    "daily_limit": "recipients per 24 hours",
+    "per_minute_limit": "messages per minute",
+    "max_recipients": "recipients per message",
+    "connection_cap": "connections at once",
+    "reserve_percent": "share kept for Outlook (%)",
+    "oauth_grant": "OAuth 2.0 sign-in",
+    "transport": "send through",
+    "owner": "operator",
+    "default_for_operators": "default for operators",
+    "sign_in": "sign-in",
+    "ok": "result",
+    "from": "before",
+    "to": "to",
+}
+
+
+def field_label(name: str) -> str:
+    return FIELD_LABELS.get(name, name.replace("_", " "))
+
+
+def describe_fields(names: list[str] | tuple[str, ...]) -> str:
+    """'authentication and password', 'host name, port and SSL type'."""
+    labels = [field_label(name) for name in names]
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+
+
+def value_text(name: str, value: Any) -> str:
+    """A recorded value as a person reads it: no None, True or False."""
+    if name == "ok":
+        return "succeeded" if value else "failed"
+    if value is None or value == "":
+        return "(none)"
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
 def _scrub(details: dict[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for key, value in details.items():

@@ -128,6 +128,8 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "DEV_SMTP_PORT": int(env.get("LAMPLIGHT_MAIL_DEV_SMTP_PORT", 1025)),
         # OAuth 2.0 (modern authentication): the providers' endpoints, so tests can point them at
         # local servers.
+        # The Lamplight instance this serves: links to its help pages are built on it.
+        "LAMPLIGHT_URL": (env.get("LAMPLIGHT_MAIL_LAMPLIGHT_URL") or "").rstrip("/") or None,
         "MICROSOFT_AUTHORITY": env.get(
             "LAMPLIGHT_MAIL_MICROSOFT_AUTHORITY", "https://login.microsoftonline.com"
         ).rstrip("/"),

@@ -85,7 +85,9 @@ class Security(enum.StrEnum):
 
 
 class AccountHealth(enum.StrEnum):
-    READY = "ready"
+    UNTESTED = "untested"  # saved, never proven since its settings last changed
+    READY = "ready"  # the last test or delivery succeeded
+    FAILING = "failing"  # the last test or delivery failed: the answer and advice are kept
     WAITING_FOR_PASSWORD = "waiting_for_password"
     WAITING_FOR_SIGN_IN = "waiting_for_sign_in"
     PAUSED = "paused"
@@ -209,6 +211,15 @@ class EmailAccount(db.Model):
     paused_at: Mapped[datetime | None] = mapped_column(DateTime)
     paused_reason: Mapped[str | None] = mapped_column(Text)  # the server's answer
     paused_advice: Mapped[str | None] = mapped_column(Text)
+    # What the last test or delivery proved (accounts/health.py sets them): None means
+    # untested since the settings last changed. The last success and failure are kept apart so
+    # the pages show both, each with when and the server's own answer.
+    last_outcome_ok: Mapped[bool | None] = mapped_column(Boolean)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_success_answer: Mapped[str | None] = mapped_column(Text)
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_failure_answer: Mapped[str | None] = mapped_column(Text)
+    last_failure_advice: Mapped[str | None] = mapped_column(Text)
     # A removed account stays as a row, without owner or password, because sends and messages
     # refer to it: the delivery log keeps saying which account each message went through.
     archived_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -251,14 +262,22 @@ class EmailAccount(db.Model):
         if self.is_oauth:
             if self.is_delegated and self.refresh_token_encrypted is None:
                 return AccountHealth.WAITING_FOR_SIGN_IN
-            return AccountHealth.READY
-        if self.auth_method != AuthMethod.NONE and not self.has_password:
+        elif self.auth_method != AuthMethod.NONE and not self.has_password:
             return AccountHealth.WAITING_FOR_PASSWORD
-        return AccountHealth.READY
+        if self.last_outcome_ok is None:
+            return AccountHealth.UNTESTED
+        return AccountHealth.READY if self.last_outcome_ok else AccountHealth.FAILING
 
     @property
-    def is_ready(self) -> bool:
-        return self.health == AccountHealth.READY
+    def can_send(self) -> bool:
+        """Mail may be queued for it: not paused and not waiting for a password or sign-in.
+        An untested or failing account is tried (its real outcomes then set its status)."""
+        return self.health in (AccountHealth.UNTESTED, AccountHealth.READY, AccountHealth.FAILING)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Paused or failing: what the admin banner lists."""
+        return self.health in (AccountHealth.PAUSED, AccountHealth.FAILING)
 
     @property
     def label(self) -> str:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from lamplight_mail.models import AuthMethod, Security
 
-MAILCHIMP_HELP_URL = "/help/index/p/21.2.0"
+# Lamplight's help page "Comms: Linking with Mailchimp", under LAMPLIGHT_MAIL_LAMPLIGHT_URL.
+MAILCHIMP_HELP_PATH = "/help/index/p/21.2.0"
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Preset:
     per_minute_limit: int  # messages per minute
     max_recipients: int  # recipients per message
     connection_cap: int  # concurrent connections per mailbox
+    hint: str  # the provider's own limits and sign-in, as PROVIDERS.md has them
 
 
 PRESETS: dict[str, Preset] = {
@@ -42,6 +44,10 @@ PRESETS: dict[str, Preset] = {
             30,
             500,
             3,
+            "Microsoft 365 allows 10,000 recipients in any 24 hours (a hard limit; your Microsoft "
+            "admin may set it lower), delays mail sent faster than 30 messages a minute, takes "
+            "500 recipients per message and 3 connections to one mailbox at once. Signing in "
+            "with a password ends by default at the end of December 2026: use OAuth 2.0.",
         ),
         Preset(
             "gmail",
@@ -50,10 +56,17 @@ PRESETS: dict[str, Preset] = {
             587,
             Security.TLS,
             AuthMethod.LOGIN,
-            10_000,
+            # Google Workspace: 2,000 messages a day (and 10,000 recipients, 3,000 of them
+            # external). Every message here has one recipient, so 2,000 binds.
+            2_000,
             60,
             100,
             3,
+            "Google Workspace sends 2,000 messages a day (500 on trial accounts; personal Gmail "
+            "about 500: lower the daily figure for those), and at most 10,000 recipients, "
+            "3,000 of them outside your organisation. Each message here has one recipient, so "
+            "2,000 a day is the figure that binds. Up to 100 recipients per message over SMTP. "
+            "Sign in with an app password (2-Step Verification on) or OAuth 2.0.",
         ),
         Preset(
             "outlook",
@@ -61,11 +74,15 @@ PRESETS: dict[str, Preset] = {
             "smtp-mail.outlook.com",
             587,
             Security.TLS,
-            AuthMethod.LOGIN,
+            AuthMethod.OAUTH2,
             300,
             30,
             500,
             3,
+            "Outlook.com allows 5,000 recipients a day for Microsoft 365 subscribers and fewer "
+            "for free accounts (the preset uses 300). Microsoft publishes no rate per minute "
+            "(the preset uses 30); 500 recipients per message. Outlook.com accepts modern "
+            "authentication (OAuth 2.0) only.",
         ),
     )
 }
@@ -124,10 +141,22 @@ ANSWER_RULES: tuple[AnswerRule, ...] = (
         "this tenant. Switch this account to OAuth (modern authentication).",
     ),
     _rule(
+        r"^538\b|5\.7\.11\b",
+        AnswerKind.PAUSE_ACCOUNT,
+        "The server accepts mail only over an encrypted connection. Set SSL type TLS (STARTTLS) "
+        "on port 587, or SSL on port 465.",
+    ),
+    _rule(
         r"5\.7\.57\b",
         AnswerKind.PAUSE_ACCOUNT,
         "The server wants you to sign in before sending. Set SSL type TLS on port 587 and "
         'authentication "login".',
+    ),
+    _rule(
+        r"^530\b|5\.7\.0\b.*authenticat",
+        AnswerKind.PAUSE_ACCOUNT,
+        'The server wants Lamplight to sign in before sending. Set authentication "login" '
+        "with the mailbox's full address as the username and its (app) password.",
     ),
     _rule(
         r"5\.7\.60\b|5\.2\.252|SendAsDenied",

@@ -89,7 +89,7 @@ def test_resume_lets_a_paused_account_send_again_and_is_audited(app, auth, brows
     assert response.status_code == 302
     with app.app_context():
         account = db.session.get(EmailAccount, account_id)
-        assert account.health == AccountHealth.READY
+        assert account.health == AccountHealth.FAILING  # resumed; the last outcome stays the 535
         actions = db.session.scalars(select(AuditEvent.action)).all()
         assert "account.resumed" in actions
     again = browser.post(f"/admin/email/{account_id}/resume", follow_redirects=True)
@@ -355,7 +355,7 @@ def test_the_single_account_needs_its_password(app, auth, browser):
     relay["password"] = ""
     assert browser.post("/admin/email/system", relay).status_code == 302
     [account] = accounts_in_db(app)
-    assert account.health == AccountHealth.READY and not account.has_password
+    assert account.health == AccountHealth.UNTESTED and not account.has_password
 
 
 # --- individual operator accounts ----------------------------------------------------------
@@ -393,7 +393,7 @@ def test_admin_leaves_the_password_to_the_operator_who_sets_it_at_my_email(app, 
     assert response.status_code == 302
 
     [account] = accounts_in_db(app)
-    assert account.health == AccountHealth.READY
+    assert account.health == AccountHealth.UNTESTED  # saved; the next test proves it
     assert account.host == "smtp.office365.com"
     assert stored_password(app, account.id) == SMTP_PASSWORD
     with app.app_context():
@@ -631,7 +631,7 @@ def test_every_change_is_audited_with_who_and_what_but_never_the_password(app, a
         assert created.details["host"] == "smtp.office365.com"
         assert created.details["password"] == "(changed)"
         assert updated.details == {"daily_limit": 4000, "password": "(changed)"}
-        assert "daily_limit" in updated.summary
+        assert "recipients per 24 hours" in updated.summary  # the form's words
     text = stored_text(app)
     assert SMTP_PASSWORD not in text and NEW_PASSWORD not in text
 

@@ -56,8 +56,9 @@ def test_details_are_shown_with_secrets_only_as_changed(app, auth, browser):
     row = text(section(page, f"event-{_event_ids(page)[0]}"))
     assert "Changed the single account" in row
     assert "email account #7" in row
-    assert "host smtp.office365.com" in row and "daily limit 9000" in row
-    assert "password (changed)" in row
+    # In the form's words, values as people write them.
+    assert "Host name smtp.office365.com" in row and "Recipients per 24 hours 9,000" in row
+    assert "Password (changed)" in row
     assert "app-password-9f3k2" not in page
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
+from lamplight_mail import org_time
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     EmailAccount,
@@ -323,7 +324,8 @@ def test_the_progress_page_shows_each_recipients_answer_and_when_it_is_retried(
     page = _page(browser.get(send_url))
     assert "250 2.0.0 OK queued as 12345" in page
     assert "550 5.1.1 User unknown" in page
-    assert f"until {later:%H:%M} UTC" in page
+    with app.app_context():
+        assert f"until {org_time.local(later):%H:%M %Z}" in page  # the organisation's clock
     assert 'aria-label="1 of 3 sent, 1 failed, 1 still to go"' in page
 
     failed = _page(browser.get(f"{send_url}?status=failed"))

@@ -182,7 +182,7 @@ def test_admin_signs_in_with_microsoft_and_the_refresh_token_is_stored_encrypted
     assert refresh not in stored_text(app)
     assert refresh not in page
     [account] = accounts_in_db(app)
-    assert account.health.value == "ready"
+    assert account.health.value == "untested"
     # The token endpoint saw the PKCE verifier and the same redirect URI.
     [exchange] = authority.grants("authorization_code")
     assert exchange["code_verifier"] and exchange["redirect_uri"] == f"{PUBLIC_URL}/oauth/callback"
@@ -228,7 +228,7 @@ def test_an_operator_signs_in_to_their_own_account_from_my_email(app, auth, brow
     assert done.location.endswith("/my/email")
     assert "Signed in" in browser.get("/my/email").get_data(as_text=True)
     [account] = accounts_in_db(app)
-    assert account.health.value == "ready"
+    assert account.health.value == "untested"
     [request] = authority.authorize_requests
     assert request["login_hint"] == "olive@charity.example"
 
@@ -350,7 +350,7 @@ def test_the_app_grant_uses_client_credentials(app, admin, browser, authority):
     register_apps(browser)
     browser.post("/admin/email/system", oauth_form(oauth_grant="app"))
     [account] = accounts_in_db(app)
-    assert account.health.value == "ready"
+    assert account.health.value == "untested"
     with app.app_context():
         token = tokens.access_token(db.session.get(EmailAccount, account.id))
     assert authority.is_live(token, "https://outlook.office365.com/.default")
@@ -428,7 +428,7 @@ def test_office365_password_accounts_get_the_notice_and_switch_in_one_click(
     assert "Switch " not in page
 
     sign_in(browser, f"/admin/email/{after.id}/connect")
-    assert accounts_in_db(app)[0].health.value == "ready"
+    assert accounts_in_db(app)[0].health.value == "untested"
 
 
 # --- a revoked grant pauses the account; signing in again resumes it ------------------------
@@ -468,7 +468,7 @@ def test_a_paused_grant_offers_sign_in_again_to_admin_and_owner_and_signing_in_r
 
     sign_in(browser, "/my/email/connect")
     [account] = accounts_in_db(app)
-    assert account.paused_at is None and account.health.value == "ready"
+    assert account.paused_at is None and account.health.value == "untested"
     assert stored_refresh_token(app, account.id) in authority.refresh_tokens
 
 

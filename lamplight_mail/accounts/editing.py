@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from lamplight_mail import audit, crypto
+from lamplight_mail.accounts import health
 from lamplight_mail.accounts.resolution import own_account, system_account
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
@@ -58,6 +59,7 @@ class PasswordAction(enum.StrEnum):
     KEEP = "keep"
     REPLACE = "replace"
     LEAVE_TO_OPERATOR = "operator"  # clear it: the owner types their own at /my/email
+    REMOVE = "remove"  # clear it on purpose (authentication none needs no password)
 
 
 @dataclass(frozen=True)
@@ -175,11 +177,12 @@ def save_account(
             "account.created", "email_account", account.id, f"Added {account.label}", changes
         )
     elif changes:
+        health.settings_changed(account, set(changes))
         audit.record(
             "account.updated",
             "email_account",
             account.id,
-            f"Changed {', '.join(changes)} of {account.label}",
+            f"Changed the {audit.describe_fields(list(changes))} of {account.label}",
             changes,
         )
     return account
@@ -188,6 +191,7 @@ def save_account(
 def set_own_password(account: EmailAccount, password: str) -> None:
     """The owner types their own password (the admin set everything else)."""
     set_password(account, password)
+    health.settings_changed(account, {"password"})
     audit.record(
         "account.password_set",
         "email_account",
@@ -216,7 +220,10 @@ def _sign_in_scope(account: EmailAccount) -> tuple[object, ...] | None:
 
 def _apply_password(account: EmailAccount, auth_method: AuthMethod, change: PasswordChange) -> bool:
     """Returns whether the stored password changed (set, replaced or removed)."""
-    if not auth_method.sends_password or change.action == PasswordAction.LEAVE_TO_OPERATOR:
+    if not auth_method.sends_password or change.action in (
+        PasswordAction.LEAVE_TO_OPERATOR,
+        PasswordAction.REMOVE,
+    ):
         # No secret is kept that nothing will use.
         removed = account.password_encrypted is not None
         account.password_encrypted = None
@@ -296,7 +303,7 @@ def removal_effect(account: EmailAccount) -> Removal:
         .where(User.is_active_user)
         .order_by(User.name, User.id)
     ).all()
-    return Removal([u for u in users if u.account is None or not u.account.is_ready], None)
+    return Removal([u for u in users if u.account is None or not u.account.can_send], None)
 
 
 def remove_account(account: EmailAccount) -> None:

@@ -68,10 +68,11 @@ def users_without_account() -> list[User]:
 
 
 def resolve_sending_account(user: User) -> EmailAccount | None:
-    """The sender's own account when it is ready, else the single account when it is the
-    default for operators, else None (compose then says no account is set up)."""
+    """The sender's own account when it can send (untested, ready or failing: not paused nor
+    waiting), else the single account when it is the default for operators, else None
+    (compose then says no account is set up)."""
     own = own_account(user)
-    if own is not None and own.is_ready:
+    if own is not None and own.can_send:
         return own
     shared = system_account()
     if shared is not None and shared.default_for_operators:

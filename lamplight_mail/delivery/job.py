@@ -35,7 +35,6 @@ from lamplight_mail.delivery import limits, outbox
 from lamplight_mail.delivery.claims import Claimed, Lease, Outcome, Recorder
 from lamplight_mail.delivery.mime import HeaderInjection
 from lamplight_mail.delivery.send_template import AttachedFile, SendTemplate
-from lamplight_mail.delivery.transactions import write_transaction
 from lamplight_mail.delivery.transports import open_transport
 from lamplight_mail.delivery.transports.base import (
     Answer,
@@ -130,6 +129,7 @@ class Delivery:
         self.pause_answer = ""
         self.reservation: limits.Reservation | None = None  # what the message on the wire counts
         self.held_until: datetime | None = None  # the provider asked us to wait until then
+        self.proven = not health.needs_success_record(account)  # the status shows it works
 
     @classmethod
     def prepare(cls, account: EmailAccount) -> Delivery | None:
@@ -138,7 +138,7 @@ class Delivery:
         try:
             settings = resolution.connection_settings(account)
         except crypto.SecretUnreadable:
-            _pause(
+            health.delivery_paused(
                 account.id,
                 "The stored password cannot be decrypted with the configured keys.",
                 "Enter the account's password again, or put the old key back in "
@@ -284,6 +284,10 @@ class Delivery:
             return False
         self.pause_answer = str(failure)
         self.stopped = True
+        if failure.retry_after is None:
+            # A provider quota: the account waits rather than pauses, and its status says why,
+            # with the advice (a Retry-After is pacing, not a failure).
+            health.delivery_failed(self.account_id, str(failure), failure.hint)
         return True
 
     def _connect(self, rest: list[Claimed]) -> bool:
@@ -300,6 +304,7 @@ class Delivery:
             else:
                 # The server is down or refusing: every message waiting on it counts a try, so
                 # an account whose server never comes back ends in failures, not a loop.
+                health.delivery_failed(self.account_id, str(failure), failure.hint)
                 for message in rest:
                     self.lease.record(message, self._retry_or_fail(message, failure))
                 self.stopped = True
@@ -345,6 +350,9 @@ class Delivery:
         )
         if answer.accepted:
             outcome = Outcome(MessageStatus.SENT, str(answer), answer.code)
+            if not self.proven:
+                self.proven = True
+                health.delivered(self.account_id, str(answer))
         else:
             outcome = self._after_failure(message, answer)
             if outcome is None or answer.code is None:
@@ -387,7 +395,7 @@ class Delivery:
         return Outcome(MessageStatus.DEFERRED, str(failure), failure.code, due_at)
 
     def _pause(self, failure: Answer) -> None:
-        _pause(self.account_id, str(failure), failure.hint)
+        health.delivery_paused(self.account_id, str(failure), failure.hint)
         self.pause_answer = str(failure)
         self.stopped = True
 
@@ -444,11 +452,6 @@ _WAITING_FOR = {
     limits.Refusal.HELD: "Waiting: the provider asked for a pause in sending.",
     limits.Refusal.REBUILDING: "Waiting for the sending limits to be restored.",
 }
-
-
-def _pause(account_id: int, reason: str, advice: str | None) -> None:
-    with write_transaction():
-        health.pause(db.session.get(EmailAccount, account_id), reason, advice)
 
 
 def _reason(error: Exception) -> str:

@@ -579,8 +579,8 @@ def flag_reason(account: EmailAccount, recipient_count: int) -> str | None:
     if recipient_count > limit:
         return (
             f"{has}, more than the account can send in "
-            f"a whole day ({of_limit}). Bulk email belongs in MailChimp: "
-            f"see {providers.MAILCHIMP_HELP_URL}."
+            f"a whole day ({of_limit}). Bulk email belongs in MailChimp (see Lamplight's help "
+            "on linking with MailChimp)."
         )
     room = available_now(account)
     if recipient_count > room:

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from lamplight_mail import PROJECT_ROOT, create_app
 from lamplight_mail.dev import embedded_redis
-from lamplight_mail.dev.smtp_catcher import INBOX_FOLDER, start_catcher
+from lamplight_mail.dev.smtp_catcher import (
+    CERT_FOLDER,
+    INBOX_FOLDER,
+    PASSWORD_ENV,
+    ensure_certificate,
+    start_catcher,
+    trust_bundle,
+)
 
 WEB_PORT = int(os.environ.get("PORT", 5000))
 
@@ -34,8 +41,18 @@ def main() -> int:
         env["REDIS_URL"] = embedded_redis.ensure_running(instance / "redis")
         started_redis = True
         print(f"* embedded Redis at {env['REDIS_URL']}")
-    catcher = start_catcher(instance / INBOX_FOLDER, app.config["DEV_SMTP_PORT"])
-    print(f"* SMTP catcher on 127.0.0.1:{app.config['DEV_SMTP_PORT']} -> /dev/inbox")
+    certificate = ensure_certificate(instance / CERT_FOLDER)
+    # The worker and the web server (test connection) trust the catcher's certificate; only
+    # these children, only under make run.
+    env["SSL_CERT_FILE"] = str(trust_bundle(certificate, instance / CERT_FOLDER))
+    catcher = start_catcher(instance / INBOX_FOLDER, app.config["DEV_SMTP_PORT"], certificate)
+    signing_in = (
+        "the password in " + PASSWORD_ENV if os.environ.get(PASSWORD_ENV) else "any password"
+    )
+    print(
+        f"* SMTP catcher on 127.0.0.1:{app.config['DEV_SMTP_PORT']} -> /dev/inbox "
+        f"(STARTTLS optional; AUTH LOGIN after it with {signing_in})"
+    )
 
     children = [
         subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env),

@@ -180,6 +180,7 @@ def complete(
         f"Signed in with {registration.PROVIDER_NAMES[provider]} for {account.label}",
         {"provider": provider, "token": True},
     )
+    health.settings_changed(account, {"sign_in"})  # proven by the next test or delivery
     health.resume(account)  # mail held for a sign-in goes out again
     return account
 

@@ -15,6 +15,7 @@ def register_blueprints(app: Flask) -> None:
         dashboard,
         dev,
         email_accounts,
+        help,
         log,
         oauth,
         ops,
@@ -36,6 +37,7 @@ def register_blueprints(app: Flask) -> None:
         audit,
         ops,
         admin_sends,
+        help,
         suppressions,
         unsubscribe,
     ):

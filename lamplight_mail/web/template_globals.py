@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Flask, current_app, request, url_for
 from flask_login import current_user
+from sqlalchemy import or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from lamplight_mail import org_time
-from lamplight_mail.models import User
+from lamplight_mail import audit, org_time
+from lamplight_mail.extensions import db
+from lamplight_mail.models import EmailAccount, User
 from lamplight_mail.wording import plural, send_name
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,11 +67,49 @@ def navigation() -> list[tuple[str, str]]:
     ]
 
 
+def accounts_needing_attention() -> list[EmailAccount]:
+    """For the banner on every admin page: live accounts that are paused or failing."""
+    if not (current_user.is_authenticated and current_user.is_admin):
+        return []
+    query = (
+        select(EmailAccount)
+        .where(
+            EmailAccount.archived_at.is_(None),
+            or_(EmailAccount.paused_at.is_not(None), EmailAccount.last_outcome_ok.is_(False)),
+        )
+        .order_by(EmailAccount.id)
+    )
+    try:
+        accounts = db.session.scalars(query).all()
+    except SQLAlchemyError as error:
+        # An error page drawn while the database is away still renders, without the banner.
+        log.warning("the account banner could not be read: %s", error)
+        db.session.rollback()
+        return []
+    return [account for account in accounts if account.needs_attention]
+
+
 def format_datetime(value: datetime | None) -> str:
-    """Stored times are naive UTC; shown as such, labelled, so nobody guesses the zone."""
+    """Stored times are naive UTC; shown on the organisation's clocks with the zone named
+    ("14 Jul 2026 09:30 BST"), so nobody guesses the zone."""
+    return org_time.shown(value)
+
+
+def format_clock(value: datetime | None, now: datetime | None = None) -> str:
+    """A moment near `now` (both naive UTC) as the organisation's clock reads it: "09:30 BST",
+    with the day when it is not today ("15 Jul 09:30 BST")."""
     if value is None:
         return ""
-    return value.strftime("%d %b %Y %H:%M UTC")
+    local = org_time.local(value)
+    today = org_time.local(now).date() if now is not None else None
+    day = "" if local.date() == today else local.strftime("%d %b ")
+    return day + local.strftime("%H:%M %Z")
+
+
+def zone_name() -> str:
+    """The organisation's zone as pages name it, e.g. "UK time (Europe/London)"."""
+    key = org_time.zone().key
+    return "UK time (Europe/London)" if key == "Europe/London" else key
 
 
 def format_number(value: int | None) -> str:
@@ -84,10 +128,22 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
     app.jinja_env.filters["number"] = format_number
     app.jinja_env.filters["localtime"] = org_time.shown
+    app.jinja_env.filters["clock"] = format_clock
     app.jinja_env.filters["filesize"] = format_filesize
     app.jinja_env.filters["plural"] = plural
     app.jinja_env.filters["send_name"] = send_name
-    app.context_processor(lambda: {"navigation": navigation})
+    from lamplight_mail.web.views.help import mailchimp_help_url
+
+    app.context_processor(
+        lambda: {
+            "navigation": navigation,
+            "accounts_needing_attention": accounts_needing_attention,
+            "mailchimp_url": mailchimp_help_url,
+            "audit_label": audit.field_label,
+            "audit_value": audit.value_text,
+            "zone_name": zone_name,
+        }
+    )
     register_error_pages(app)
 
 

@@ -87,13 +87,15 @@ def test_an_admin_switches_office_365_to_oauth_signs_in_tests_and_sends(
     ).to_be_visible()
     assert page.url.startswith(live_app.url)
     nav(page, "Communication Settings")
-    expect(single).to_contain_text("Ready")
+    expect(single).to_contain_text("Untested")  # signed in; the test proves it
     screenshot(page, "oauth-signed-in")
 
     single.get_by_role("button", name="Test connection").click()
     result = page.get_by_role("status")
     expect(result.get_by_role("heading", name="It worked")).to_be_visible()
     expect(result).to_contain_text("235")
+    nav(page, "Communication Settings")
+    expect(single).to_contain_text("Ready")
 
     nav(page, "Compose")
     page.get_by_label("Recipients", exact=True).fill("Amy <amy@example.org>")

@@ -230,12 +230,15 @@ class AccountForm(FlaskForm):
     daily_limit = _limit(
         "Recipients per 24 hours",
         1_000_000,
-        "Every recipient of every message counts, over a rolling 24 hours (Office 365: 10,000).",
+        "Every recipient of every message counts, over a rolling 24 hours (see the provider's "
+        "limits above).",
     )
     per_minute_limit = _limit(
         "Messages per minute", 10_000, "Office 365 delays mail sent faster than 30 a minute."
     )
-    max_recipients = _limit("Recipients per message", 10_000, "Office 365 allows 500.")
+    max_recipients = _limit(
+        "Recipients per message", 10_000, "Office 365 and Outlook.com allow 500, Gmail 100."
+    )
     connection_cap = _limit(
         "Connections at once", 20, "Office 365 refuses a fourth connection to one mailbox."
     )
@@ -268,6 +271,7 @@ class AccountForm(FlaskForm):
             return [
                 (PasswordAction.KEEP.value, "Keep the stored password"),
                 (PasswordAction.REPLACE.value, "Replace it with the new password typed below"),
+                (PasswordAction.REMOVE.value, "Remove the stored password"),
             ]
         return [(PasswordAction.REPLACE.value, "Use the password typed below")]
 
@@ -301,6 +305,17 @@ class AccountForm(FlaskForm):
 
     def _validate_password(self) -> bool:
         no_password = (AuthMethod.NONE.value, AuthMethod.OAUTH2.value)
+        if (
+            self.auth_method.data == AuthMethod.NONE.value
+            and self.has_password
+            and self._password_action() != PasswordAction.REMOVE
+        ):
+            # Dropping a secret nobody typed again is not done silently: ask.
+            self.auth_method.errors.append(
+                "Authentication none sends without signing in, so saving removes the stored "
+                "password. To go on, under Password choose “Remove the stored password”."
+            )
+            return False
         if self.auth_method.data in no_password or self.password.errors:
             return not self.password.errors
         action = self._password_action()

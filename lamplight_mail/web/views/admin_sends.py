@@ -11,7 +11,6 @@ from lamplight_mail import audit
 from lamplight_mail.delivery import limits, outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Send, SendStatus
-from lamplight_mail.providers import MAILCHIMP_HELP_URL
 from lamplight_mail.reporting.flagged import describe, flagged_sends, mailchimp_csv
 from lamplight_mail.web import message_view
 from lamplight_mail.web.access import admin_required
@@ -32,7 +31,6 @@ def _render_flagged(form: ThresholdForm) -> str:
         messages={send.id: message_view.of_send(send) for send in page.items},
         form=form,
         threshold=limits.flag_threshold(),
-        mailchimp_url=MAILCHIMP_HELP_URL,
     )
 
 
@@ -97,7 +95,6 @@ def release(send_id: int) -> BaseResponse | str:
         "admin_sends/release.html",
         row=row,
         message=message_view.of_send(send),
-        mailchimp_url=MAILCHIMP_HELP_URL,
     )
 
 
@@ -119,9 +116,7 @@ def cancel(send_id: int) -> BaseResponse | str:
 @bp.get("/sends/<int:send_id>/export")
 @admin_required
 def confirm_export(send_id: int) -> str:
-    return render_template(
-        "admin_sends/export.html", send=_send_or_404(send_id), mailchimp_url=MAILCHIMP_HELP_URL
-    )
+    return render_template("admin_sends/export.html", send=_send_or_404(send_id))
 
 
 @bp.get("/sends/<int:send_id>/export.csv")

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from lamplight_mail import users
@@ -105,8 +106,13 @@ def setup() -> Response | str:
         user = users.create_user(form.email.data, form.name.data, Role.ADMIN, form.password.data)
         db.session.commit()
         login_user(user)
+        settings = url_for("accounts.communication_settings")
         flash(
-            "Welcome. Next, set up the email accounts your organisation sends through.", "success"
+            Markup(
+                'Welcome. Next, <a href="{}">set up the email accounts</a> your organisation '
+                "sends through."
+            ).format(settings),
+            "success",
         )
         return redirect(url_for("auth.index"))
     return render_template("auth/setup.html", form=form)

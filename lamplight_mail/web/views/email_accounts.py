@@ -15,7 +15,7 @@ from lamplight_mail.accounts.editing import AccountConflict, AccountInUse
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AccountKind, EmailAccount
 from lamplight_mail.oauth.registration import PROVIDER_NAMES
-from lamplight_mail.providers import MAILCHIMP_HELP_URL, PRESETS
+from lamplight_mail.providers import PRESETS
 from lamplight_mail.web import throttle
 from lamplight_mail.web.access import admin_required
 from lamplight_mail.web.forms.email_accounts import (
@@ -46,7 +46,6 @@ def communication_settings() -> str:
         system=resolution.system_account(),
         operator_accounts=listed,
         operator_account_total=resolution.count_operator_accounts(),
-        mailchimp_url=MAILCHIMP_HELP_URL,
     )
 
 
@@ -244,6 +243,7 @@ def _account_form(
         account=account,
         title=title,
         presets={name: preset_values(name) for name in PRESETS},
+        preset_hints=list(PRESETS.items()),
         test_email_form=EmailCheckForm(formdata=None, to=current_user.email),
         **context,
     )

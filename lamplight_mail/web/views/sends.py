@@ -57,7 +57,7 @@ def detail(send_id: int) -> str:
         page=paginate(query, per_page=MESSAGES_PER_PAGE),
         shown=shown,
         refresh=REFRESH_SECONDS if send.status in (SendStatus.QUEUED, SendStatus.SENDING) else None,
-        today=utcnow().date(),
+        now=utcnow(),
         withdrawable=send.status in WITHDRAWABLE,
     )
 

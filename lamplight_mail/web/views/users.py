@@ -12,7 +12,7 @@ from lamplight_mail.extensions import db
 from lamplight_mail.models import User
 from lamplight_mail.web import throttle
 from lamplight_mail.web.access import admin_required
-from lamplight_mail.web.forms.auth import UserForm
+from lamplight_mail.web.forms.auth import MIN_PASSWORD_LENGTH, UserForm
 from lamplight_mail.web.pagination import paginate
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
@@ -29,6 +29,8 @@ def index() -> str:
 @admin_required
 def new() -> Response | str:
     form = UserForm()
+    # A new user has no password to keep: the hint says it is needed.
+    form.password.description = f"Required: at least {MIN_PASSWORD_LENGTH} characters."
     if form.validate_on_submit():
         if not form.password.data:
             form.password.errors.append("A new user needs a password.")
