@@ -30,6 +30,7 @@ RULES = {
     "auth.logout": USER,
     "compose.compose": USER,
     "sends.index": USER,
+    "help.mailchimp": USER,
     "accounts.my_email": USER,
     "accounts.my_email_test": USER,
     "oauth.my_connect": USER,

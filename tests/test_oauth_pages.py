@@ -30,7 +30,7 @@ def test_switching_send_through_to_graph_says_a_new_sign_in_is_needed(app, admin
     browser.post("/admin/email/system", oauth_form())
     [account] = accounts_in_db(app)
     sign_in(browser, f"/admin/email/{account.id}/connect")
-    assert accounts_in_db(app)[0].health.value == "ready"
+    assert accounts_in_db(app)[0].health.value == "untested"  # signed in, not yet proven
 
     saved = browser.post(
         "/admin/email/system", oauth_form(transport="graph"), follow_redirects=True

@@ -77,9 +77,10 @@ def test_workers_killed_at_random_points_lose_nothing_and_resend_at_most_one_eac
             duplicated=duplicated,
         )
         assert lost == 0, f"seed {seed}"
-        # Only the message on the wire when a worker died can go twice.
+        # Only the message on the wire when a worker died can go again: one extra copy per kill
+        # at most. (One message can take two: a kill on the wire, then another kill while its
+        # reclaimer, which takes expired leases first, sends it again; seed 59179 did that.)
         assert duplicated <= KILLS, f"seed {seed}"
-        assert max(received(recorder).values()) <= 2, f"seed {seed}"
 
 
 # The contract's promise, with the production lease, sweep and batch size.
