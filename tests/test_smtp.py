@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
-from lamplight_mail.delivery.transports.base import ConnectionSettings, TransportFailure
+from lamplight_mail.delivery.transports.base import (
+    LOOPBACK_NAMES,
+    ConnectionSettings,
+    TransportFailure,
+)
 from lamplight_mail.delivery.transports.smtp import connect
 from lamplight_mail.models import AuthMethod, Security
 from lamplight_mail.providers import AnswerKind
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
+from tests.smtp_servers import start_server
 
 
 def settings(server, **overrides) -> ConnectionSettings:
@@ -156,3 +163,42 @@ def test_a_connection_dropped_before_the_end_is_temporary_and_a_silence_after_it
         recorder.stalls_released.set()
     assert stalled.kind == AnswerKind.UNKNOWN  # ended, then silence: it may have arrived
     assert "within 2 s" in stalled.text
+
+
+def _name_for_this_machine() -> str | None:
+    """A host name (not an address, not "localhost") that resolves to this machine: the sort of
+    name nobody could prove is local without a DNS look-up."""
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        return None
+    return name if address.startswith("127.") and name not in LOOPBACK_NAMES else None
+
+
+def test_no_password_crosses_an_unencrypted_connection_to_another_host():
+    """Accounts saved before the forms refused it, too: the transport itself will not sign in
+    without TLS except to this machine by address or as localhost."""
+    name = _name_for_this_machine()
+    if name is None:
+        pytest.skip("this machine's name does not resolve to a loopback address")
+    relay = start_server(mode="plain")
+    try:
+        with pytest.raises(TransportFailure) as caught:
+            connect(
+                ConnectionSettings(
+                    host=name,
+                    port=relay.port,
+                    security=Security.NONE,
+                    auth_method=AuthMethod.LOGIN,
+                    username=SMTP_USER,
+                    password=SMTP_PASSWORD,
+                    timeout=5,
+                )
+            )
+    finally:
+        relay.stop()
+    answer = caught.value.answer
+    assert (answer.stage, answer.kind) == ("auth", AnswerKind.PAUSE_ACCOUNT)
+    assert "unencrypted" in answer.text and "TLS" in answer.hint
+    assert relay.recorder.logins == []

@@ -7,12 +7,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from lamplight_mail import suppressions
 from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     AccountDailyStats,
     AuthMethod,
     Message,
+    MessageStatus,
     Security,
     Send,
     SendStatus,
@@ -122,3 +124,23 @@ def test_a_plain_local_relay_without_tls_or_login_works_too(ctx, worker_env):
         assert statuses(send.id) == {"sent": 1}
     finally:
         relay.stop()
+
+
+def test_someone_who_unsubscribes_while_a_send_waits_is_not_sent_it(ctx, smtp_server, worker_env):
+    people = [Recipient(f"person{i}@example.org", f"Person {i}") for i in range(3)]
+    user, account = make_user(), make_account(smtp_server)
+    send = outbox.create_send(user, account, people, SUBJECT, BODY)
+    suppressions.add(["Person1@example.org"], "unsubscribe", None)  # after compose, before sending
+    db.session.commit()
+
+    run_burst_worker(worker_env)
+
+    received = smtp_server.recorder.wait_for(2)
+    assert sorted(r for item in received for r in item.rcpt_tos) == [
+        "person0@example.org",
+        "person2@example.org",
+    ]
+    left_out = {m.recipient_email: m for m in _messages(send.id)}["person1@example.org"]
+    assert left_out.status == MessageStatus.CANCELLED
+    assert "do-not-email list" in left_out.last_response
+    assert statuses(send.id) == {"sent": 2, "cancelled": 1}

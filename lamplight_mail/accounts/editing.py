@@ -5,7 +5,6 @@ callers commit."""
 from __future__ import annotations
 
 import enum
-import ipaddress
 import logging
 from dataclasses import asdict, dataclass, field
 
@@ -15,6 +14,7 @@ from sqlalchemy.orm import selectinload
 from lamplight_mail import audit, crypto
 from lamplight_mail.accounts import health
 from lamplight_mail.accounts.resolution import own_account, system_account
+from lamplight_mail.delivery.transports.base import is_loopback
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     AccountKind,
@@ -80,24 +80,11 @@ class PasswordNeeded(AccountConflict):
 # typed again, or an admin could point an account at their own server, keep the password an
 # operator typed, press Test and read it there.
 CONNECTION_FIELDS = ("host", "port", "security", "auth_method", "username")
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
 def changed_connection_fields(account: EmailAccount, values: AccountValues) -> list[str]:
     """Which of CONNECTION_FIELDS `values` changes for the saved `account`."""
     return [name for name in CONNECTION_FIELDS if getattr(account, name) != getattr(values, name)]
-
-
-def is_loopback(host: str) -> bool:
-    """This machine, by address or by its conventional names (no DNS look-up: a name that
-    resolves to 127.0.0.1 today can resolve elsewhere tomorrow)."""
-    host = host.strip().lower().removesuffix(".")
-    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def clear_text_auth_refused(host: str, security: Security, auth_method: AuthMethod) -> str | None:

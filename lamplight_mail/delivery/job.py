@@ -29,7 +29,7 @@ from functools import partial
 import redis
 from flask import current_app
 
-from lamplight_mail import crypto
+from lamplight_mail import crypto, suppressions
 from lamplight_mail.accounts import health, resolution
 from lamplight_mail.delivery import limits, outbox
 from lamplight_mail.delivery.claims import Claimed, Lease, Outcome, Recorder
@@ -169,13 +169,26 @@ class Delivery:
                     # There may be more: let another connection join, up to the cap.
                     outbox.enqueue_delivery(self.account_id)
                 self.sends.update(message.send_id for message in batch)
-                self._send_batch(batch, slot)
+                self._send_batch(self._without_unsubscribed(batch), slot)
             return False
         finally:
             self._disconnect()
             self.recorder.close()
             self.lease.finish_sends(self.sends)
             self.lease.close()
+
+    def _without_unsubscribed(self, batch: list[Claimed]) -> list[Claimed]:
+        """The batch less anyone on the do-not-email list by now: people unsubscribe while a
+        large send drains, and compose could only leave out who was listed then."""
+        listed = suppressions.listed(message.recipient_email for message in batch)
+        db.session.commit()  # ends the read: no transaction stays open during SMTP
+        keep = []
+        for message in batch:
+            if message.recipient_email.lower() in listed:
+                self.lease.record(message, _UNSUBSCRIBED)
+            else:
+                keep.append(message)
+        return keep
 
     def _send_batch(self, batch: list[Claimed], slot: limits.ConnectionSlot) -> None:
         held = {message.id for message in batch}
@@ -445,6 +458,10 @@ class Delivery:
 class _TakenOver(Exception):
     """The message on the wire is no longer this job's to end."""
 
+
+_UNSUBSCRIBED = Outcome(
+    MessageStatus.CANCELLED, "Not sent: the address is on the do-not-email list."
+)
 
 _WAITING_FOR = {
     limits.Refusal.DAILY: "Waiting for room in the account's daily limit.",

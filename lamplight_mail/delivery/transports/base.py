@@ -10,6 +10,7 @@ Nothing here knows Flask, the database or the queue.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -109,3 +110,19 @@ class Transport(Protocol):
 
 # Opens a transport for the settings, or raises TransportFailure.
 Opener = Callable[[ConnectionSettings], Transport]
+
+
+# Where a secret may go over a connection without TLS: this machine only.
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def is_loopback(host: str) -> bool:
+    """This machine, by address or by its conventional names (no DNS look-up: a name that
+    resolves to 127.0.0.1 today can resolve elsewhere tomorrow)."""
+    host = host.strip().lower().removesuffix(".")
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

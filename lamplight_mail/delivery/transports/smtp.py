@@ -19,6 +19,7 @@ from lamplight_mail.delivery.transports.base import (
     BeforeAcceptance,
     ConnectionSettings,
     TransportFailure,
+    is_loopback,
 )
 from lamplight_mail.models import AuthMethod, Security
 from lamplight_mail.providers import AnswerKind, interpret
@@ -287,6 +288,22 @@ def connect(settings: ConnectionSettings, local_hostname: str | None = None) -> 
             code, response = client.starttls(context=_tls_context())
             transcript.append(f"{code} {_text(response)}")
             client.ehlo()
+        if (
+            settings.auth_method != AuthMethod.NONE
+            and settings.security == Security.NONE
+            and not is_loopback(settings.host)
+        ):
+            # Also for accounts saved before the forms refused this: a password or token never
+            # crosses a network unencrypted.
+            raise TransportFailure(
+                _failure(
+                    "auth",
+                    "refused to sign in over an unencrypted connection",
+                    kind=AnswerKind.PAUSE_ACCOUNT,
+                    hint="Set the SSL type to TLS (port 587) or SSL (port 465): the password "
+                    "would otherwise cross the network readable by anyone on the way.",
+                )
+            )
         if settings.auth_method == AuthMethod.OAUTH2:
             stage = "auth"
             transcript.append(_xoauth2(client, settings))
