@@ -17,7 +17,6 @@ from tests.faults.support import (
     addresses,
     compose,
     lost_and_duplicated,
-    received,
     wait_for_statuses,
 )
 from tests.outbox_support import (
