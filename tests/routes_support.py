@@ -14,7 +14,7 @@ from lamplight_mail.extensions import db
 from lamplight_mail.models import Attachment, Message, Role, SendStatus, Suppression, User
 from tests.conftest import AuthActions, Browser
 from tests.limits_support import make_send
-from tests.outbox_support import make_account
+from tests.workers import make_account
 
 
 @dataclass(frozen=True)

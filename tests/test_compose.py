@@ -22,7 +22,7 @@ from lamplight_mail.models import (
     User,
     utcnow,
 )
-from tests.outbox_support import make_account, queued_job_args
+from tests.workers import make_account, queued_job_args
 
 SUBJECT = "Café mornings are back"
 BODY = "Dear friend,\nWe open again on Tuesday.\n"

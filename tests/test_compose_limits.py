@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AccountKind, Send, User
 from tests.accounts_support import make_account as make_server_account
-from tests.outbox_support import make_account
+from tests.workers import make_account
 
 
 @pytest.fixture

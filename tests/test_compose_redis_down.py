@@ -15,7 +15,7 @@ from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
 from lamplight_mail.models import User
 from tests.conftest import AuthActions, Browser
-from tests.outbox_support import make_account, run_burst_worker, statuses
+from tests.workers import make_account, run_burst_worker, statuses
 
 pytestmark = pytest.mark.slow
 

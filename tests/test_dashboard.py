@@ -12,7 +12,7 @@ from rq import Worker
 from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuthMethod, MessageStatus, SendStatus, utcnow
-from tests.dashboard_support import (
+from tests.pages import (
     add_daily,
     add_messages,
     definitions,

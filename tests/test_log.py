@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Message, MessageStatus
-from tests.dashboard_support import (
+from tests.pages import (
     add_messages,
     link,
     make_account,

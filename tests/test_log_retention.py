@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuditEvent, Message, MessageStatus, Send, SendStatus, utcnow
 from lamplight_mail.ops import retention
-from tests.dashboard_support import (
+from tests.pages import (
     add_daily,
     add_messages,
     make_account,

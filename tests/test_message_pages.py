@@ -14,7 +14,7 @@ from lamplight_mail.extensions import db
 from lamplight_mail.models import Message, Role, User
 from lamplight_mail.wording import plural, send_name
 from tests.limits_support import flagged_and_queued, make_account
-from tests.outbox_support import make_account as make_server_account
+from tests.workers import make_account as make_server_account
 
 STYLESHEET = Path(__file__).resolve().parent.parent / "static" / "style.css"
 

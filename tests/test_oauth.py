@@ -30,7 +30,7 @@ from tests.oauth_support import (
     sign_in,
     stored_refresh_token,
 )
-from tests.outbox_support import redis_values
+from tests.workers import redis_values
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from lamplight_mail.delivery import latency, outbox
 from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
 from lamplight_mail.models import MessageStatus, SendStatus, utcnow
-from tests.dashboard_support import add_daily, add_messages, make_account, make_send, make_user
+from tests.pages import add_daily, add_messages, make_account, make_send, make_user
 
 
 def _use_redis(app, url: str) -> None:

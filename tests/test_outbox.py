@@ -21,7 +21,7 @@ from lamplight_mail.models import (
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
-from tests.outbox_support import make_account, make_user, queued_job_args, statuses
+from tests.workers import make_account, make_user, queued_job_args, statuses
 
 PEOPLE = [Recipient("amy@example.org", "Amy Ng"), Recipient("bo@example.org", "Bo Ørsted")]
 

@@ -19,14 +19,14 @@ from lamplight_mail.models import (
 )
 from lamplight_mail.recipients import Recipient
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
-from tests.outbox_support import (
+from tests.smtp_servers import start_server
+from tests.workers import (
     make_account,
     make_user,
     redis_values,
     run_burst_worker,
     statuses,
 )
-from tests.smtp_servers import start_server
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ from lamplight_mail.models import (
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
-from tests.outbox_support import make_account, make_user, statuses
+from tests.workers import make_account, make_user, statuses
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from lamplight_mail.models import (
 )
 from lamplight_mail.recipients import Recipient
 from tests.conftest import SMTP_PASSWORD
-from tests.outbox_support import (
+from tests.smtp_servers import free_port
+from tests.workers import (
     WorkerProcess,
     explained_by,
     make_account,

@@ -19,8 +19,8 @@ from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, Message, MessageStatus, Role, User
 from lamplight_mail.recipients import Recipient
 from tests.conftest import AuthActions, Browser
-from tests.dashboard_support import definitions, section, text
-from tests.outbox_support import (
+from tests.pages import definitions, section, text
+from tests.workers import (
     make_account,
     make_user,
     run_burst_worker,

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 
 from tests.ci_support import unavailable
-from tests.outbox_support import PROJECT_ROOT, WorkerProcess
 from tests.smtp_servers import SMTPServer, free_port
+from tests.workers import PROJECT_ROOT, WorkerProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

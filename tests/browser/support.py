@@ -10,8 +10,8 @@ from flask import Flask
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role
 from tests.conftest import PASSWORD
-from tests.outbox_support import make_account, make_user
 from tests.smtp_servers import SMTPServer
+from tests.workers import make_account, make_user
 
 try:
     from playwright.sync_api import expect

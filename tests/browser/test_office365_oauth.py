@@ -18,7 +18,7 @@ from tests.browser.conftest import LiveApp, serve
 from tests.browser.support import ADMIN, expect, log_in, nav
 from tests.conftest import SMTP_USER
 from tests.oauth_servers import MS_CLIENT_ID, MS_CLIENT_SECRET, TENANT
-from tests.outbox_support import make_user
+from tests.workers import make_user
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

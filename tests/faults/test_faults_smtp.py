@@ -18,7 +18,7 @@ from tests.faults.support import (
     recipients_with,
     wait_for_statuses,
 )
-from tests.outbox_support import make_account, make_user, running_workers
+from tests.workers import make_account, make_user, running_workers
 from tests.smtp_servers import Recorder
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ from tests.faults.support import (
     received,
     wait_for_statuses,
 )
-from tests.outbox_support import (
+from tests.workers import (
     WorkerProcess,
     explained_by,
     make_account,
