@@ -1,133 +1,109 @@
-"""Rows written straight into the database for the dashboard, log, audit and ops tests, and a
-small reader for the pages they render (stdlib html.parser: no extra test dependency)."""
+"""Using the app as a browser does and reading what it shows: the test client with real CSRF
+tokens, logging in, account forms as an admin fills them in, and a small reader for the pages
+(stdlib html.parser: no extra test dependency)."""
 
 from __future__ import annotations
 
 import re
-import uuid
-from datetime import datetime, timedelta
 from html import unescape
 from html.parser import HTMLParser
 
-from sqlalchemy import insert
+from flask import Flask
+from flask.testing import FlaskClient
 
 from lamplight_mail import users
 from lamplight_mail.extensions import db
-from lamplight_mail.models import (
-    AccountDailyStats,
-    AccountKind,
-    AuthMethod,
-    EmailAccount,
-    Message,
-    MessageStatus,
-    Role,
-    Security,
-    Send,
-    SendStatus,
-    User,
-    utcnow,
+from lamplight_mail.models import Role, User
+from tests.factories import PASSWORD, SMTP_PASSWORD, SMTP_USER
+
+# --- Acting as a browser -------------------------------------------------------------------
+
+_CSRF = re.compile(
+    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
 )
-from tests.conftest import PASSWORD
 
 
-def make_user(email: str, name: str | None = None, role: Role = Role.OPERATOR) -> User:
-    user = users.create_user(email, name or email.split("@")[0].title(), role, PASSWORD)
-    db.session.flush()
-    return user
+class Browser:
+    """The Flask test client with CSRF tokens taken from a real page, as a browser would."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def get(self, url: str, **kwargs):
+        return self.client.get(url, **kwargs)
+
+    def csrf_token(self) -> str:
+        page = self.client.get("/login", follow_redirects=True).get_data(as_text=True)
+        match = _CSRF.search(page)
+        assert match, "no CSRF token on /login"
+        return match.group(1) or match.group(2)
+
+    def post(self, url: str, data: dict | None = None, **kwargs):
+        data = dict(data or {})
+        data.setdefault("csrf_token", self.csrf_token())
+        return self.client.post(url, data=data, **kwargs)
 
 
-def make_account(
-    owner: User | None = None,
-    *,
-    daily_limit: int = 100,
-    per_minute_limit: int = 30,
-    **fields,
-) -> EmailAccount:
-    """A ready account (no AUTH needed) unless `fields` say otherwise: the single account
-    when `owner` is None."""
-    values = {
-        "kind": AccountKind.OPERATOR if owner else AccountKind.SYSTEM,
-        "owner_id": owner.id if owner else None,
-        "host": "smtp.charity.example",
-        "port": 587,
-        "auth_method": AuthMethod.NONE,
-        "security": Security.TLS,
-        "from_email": owner.email if owner else "office@charity.example",
-        "daily_limit": daily_limit,
-        "per_minute_limit": per_minute_limit,
-        "max_recipients": 500,
+class AuthActions:
+    """People created as an admin creates them (audited), and logging in and out."""
+
+    def __init__(self, app: Flask, browser: Browser) -> None:
+        self.app = app
+        self.browser = browser
+
+    def create_user(self, email: str, role: Role = Role.OPERATOR, name: str | None = None) -> int:
+        with self.app.app_context():
+            user = users.create_user(email, name or email.split("@")[0].title(), role, PASSWORD)
+            db.session.commit()
+            return user.id
+
+    def login(self, email: str, password: str = PASSWORD):
+        return self.browser.post("/login", {"email": email, "password": password})
+
+    def login_admin(self, email: str = "admin@charity.example") -> int:
+        user_id = self.create_user(email, Role.ADMIN, "Ada Admin")
+        response = self.login(email)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return user_id
+
+    def login_operator(self, email: str = "olive@charity.example") -> int:
+        user_id = self.create_user(email, Role.OPERATOR, "Olive Operator")
+        response = self.login(email)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return user_id
+
+    def logout(self):
+        return self.browser.post("/logout")
+
+    def user(self, user_id: int) -> User:
+        return db.session.get(User, user_id)
+
+
+def form_data(**overrides: str) -> dict[str, str]:
+    """An Office 365 account form as an admin fills it in (limits left to the preset)."""
+    data = {
+        "provider": "office365",
+        "host": "",
+        "port": "",
+        "auth_method": "login",
+        "security": "tls",
+        "username": SMTP_USER,
+        "password": SMTP_PASSWORD,
+        "from_email": SMTP_USER,
+        "from_name": "Riverside Food Bank",
+        "daily_limit": "",
+        "per_minute_limit": "",
+        "max_recipients": "",
+        "connection_cap": "",
+        "reserve_percent": "0",
     }
-    account = EmailAccount(**(values | fields))
-    db.session.add(account)
-    db.session.flush()
-    return account
+    data.update(overrides)
+    return data
 
 
-def make_send(
-    account: EmailAccount,
-    user: User,
-    *,
-    subject: str = "Food bank opening hours",
-    status: SendStatus = SendStatus.QUEUED,
-    created_at: datetime | None = None,
-    recipient_count: int = 0,
-) -> Send:
-    send = Send(
-        user_id=user.id,
-        account_id=account.id,
-        subject=subject,
-        body_text="Hello",
-        status=status,
-        recipient_count=recipient_count,
-        created_at=created_at or utcnow(),
-    )
-    db.session.add(send)
-    db.session.flush()
-    return send
-
-
-def add_messages(
-    send: Send,
-    count: int,
-    status: MessageStatus,
-    *,
-    created_at: datetime | None = None,
-    sent_at: datetime | None = None,
-    due_at: datetime | None = None,
-    updated_at: datetime | None = None,
-    recipient: str = "person{n}@example.org",
-    **fields,
-) -> None:
-    """`count` messages of one send in one bulk insert; `recipient` may use {n}."""
-    now = utcnow()
-    rows = [
-        {
-            "send_id": send.id,
-            "account_id": send.account_id,
-            "recipient_email": recipient.format(n=n),
-            "recipient_name": "",
-            "message_id_header": f"<{uuid.uuid4().hex}@charity.example>",
-            "status": status,
-            "attempts": fields.get("attempts", 1 if sent_at else 0),
-            "due_at": due_at or created_at or now,
-            "created_at": created_at or now,
-            "updated_at": updated_at or sent_at or created_at or now,
-            "sent_at": sent_at,
-            "last_code": fields.get("last_code"),
-            "last_response": fields.get("last_response"),
-        }
-        for n in range(count)
-    ]
-    if rows:
-        db.session.execute(insert(Message), rows)
-
-
-def add_daily(account: EmailAccount, day, sent: int, failed: int = 0) -> None:
-    db.session.add(AccountDailyStats(account_id=account.id, day=day, sent=sent, failed=failed))
-
-
-def minutes_ago(minutes: float, now: datetime | None = None) -> datetime:
-    return (now or utcnow()) - timedelta(minutes=minutes)
+def server_form_data(server, **overrides: str) -> dict[str, str]:
+    """The form pointed at a test SMTP server (STARTTLS unless overridden)."""
+    return form_data(host=server.host, port=str(server.port), **overrides)
 
 
 # --- Reading pages -------------------------------------------------------------------------
@@ -208,3 +184,25 @@ def definitions(markup: str) -> dict[str, str]:
     """<dt>term</dt><dd>value</dd> pairs as text."""
     pairs = re.findall(r"<dt[^>]*>(.*?)</dt>\s*<dd[^>]*>(.*?)</dd>", markup, re.DOTALL)
     return {text(term): text(value) for term, value in pairs}
+
+
+def password_input(page: str) -> str:
+    """The password <input> element as rendered."""
+    match = re.search(r'<input[^>]*name="password"[^>]*>', page)
+    assert match, "no password field on the page"
+    return match.group(0)
+
+
+def input_value(page: str, name: str) -> str | None:
+    match = re.search(rf'<input[^>]*name="{name}"[^>]*>', page)
+    assert match, f"no {name} field on the page"
+    value = re.search(r'value="([^"]*)"', match.group(0))
+    return value.group(1) if value else None
+
+
+def selected_option(page: str, name: str) -> str:
+    select_element = re.search(rf'<select[^>]*name="{name}"[^>]*>(.*?)</select>', page, re.S)
+    assert select_element, f"no {name} select on the page"
+    option = re.search(r'<option selected value="([^"]*)"', select_element.group(1))
+    assert option, f"nothing selected in {name}"
+    return option.group(1)

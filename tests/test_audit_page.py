@@ -11,7 +11,7 @@ from sqlalchemy import select
 from lamplight_mail import audit
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuditEvent
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 from tests.pages import section, text, walk
 
 

@@ -22,17 +22,9 @@ from lamplight_mail.models import (
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
-from tests.conftest import SMTP_PASSWORD
+from tests.factories import SMTP_PASSWORD, make_account, make_user, statuses
 from tests.smtp_servers import free_port
-from tests.workers import (
-    WorkerProcess,
-    explained_by,
-    make_account,
-    make_user,
-    run_burst_worker,
-    statuses,
-    wait_until,
-)
+from tests.workers import WorkerProcess, explained_by, run_burst_worker, wait_until
 
 pytestmark = pytest.mark.slow
 

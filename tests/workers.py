@@ -1,97 +1,31 @@
-"""Helpers for the outbox, worker and compose tests: accounts pointed at a test SMTP server,
-made through the models and account services (not the account forms)."""
+"""Processes the tests start: `python worker.py` (in a burst, or running on until stopped), the
+web app served by `flask run` next to a worker (the browser tests), and the bodies of processes
+that race each other for one account's limits."""
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import zlib
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
-from flask import Flask
-from sqlalchemy import select
-
-from lamplight_mail.accounts import editing
-from lamplight_mail.delivery import outbox
+from lamplight_mail import create_app
+from lamplight_mail.delivery import limits
 from lamplight_mail.extensions import db
-from lamplight_mail.models import (
-    AccountKind,
-    AuthMethod,
-    EmailAccount,
-    Message,
-    Role,
-    Security,
-    User,
-)
-from tests.conftest import SMTP_PASSWORD, SMTP_USER
+from lamplight_mail.models import EmailAccount
+from tests.smtp_servers import SMTPServer, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_user(email: str = "olive@charity.example", role: Role = Role.OPERATOR) -> User:
-    user = User(email=email, name=email.split("@")[0].title(), role=role)
-    user.set_password("correct horse battery")
-    db.session.add(user)
-    db.session.flush()
-    return user
-
-
-def make_account(
-    server=None,
-    *,
-    owner: User | None = None,
-    password: str | None = SMTP_PASSWORD,
-    from_email: str = SMTP_USER,
-    from_name: str = "Riverside Food Bank",
-    connection_cap: int = 3,
-    security: Security = Security.TLS,
-) -> EmailAccount:
-    """An account sending through `server` (a tests.smtp_servers.SMTPServer), committed."""
-    account = EmailAccount(
-        kind=AccountKind.OPERATOR if owner else AccountKind.SYSTEM,
-        owner_id=owner.id if owner else None,
-        default_for_operators=owner is None,
-        provider="custom",
-        host=server.host if server else "127.0.0.1",
-        port=server.port if server else 2525,
-        auth_method=AuthMethod.LOGIN,
-        security=security,
-        username=SMTP_USER,
-        from_email=from_email,
-        from_name=from_name,
-        daily_limit=100_000,
-        per_minute_limit=100_000,
-        max_recipients=500,
-        connection_cap=connection_cap,
-    )
-    if password is not None:
-        editing.set_password(account, password)
-    db.session.add(account)
-    db.session.commit()
-    return account
-
-
-def statuses(send_id: int) -> dict[str, int]:
-    """{status: count} of the send's messages, read fresh from the database (a new transaction:
-    an open one would keep seeing its own snapshot on SQLite)."""
-    db.session.rollback()
-    counts: dict[str, int] = {}
-    for status in db.session.scalars(select(Message.status).where(Message.send_id == send_id)):
-        counts[status.value] = counts.get(status.value, 0) + 1
-    return counts
-
-
-def queued_job_args(app: Flask) -> list[tuple]:
-    """The arguments of every job waiting on the mail queue."""
-    with app.app_context():
-        queue = outbox.mail_queue()
-    return [tuple(job.args) for job in queue.get_jobs()]
+# Generous: two cores shared with other engineers' test runs.
+STARTUP_SECONDS = 60.0
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 60.0, every: float = 0.1):
@@ -183,25 +117,6 @@ def explained_by(*workers: WorkerProcess) -> Iterator[None]:
         raise AssertionError(f"{error}\n{logs}") from None
 
 
-def redis_values(client) -> list[bytes]:
-    """Every key and value Redis holds (hashes, strings, lists), and, for RQ's compressed job
-    payloads, what they inflate to: what anyone reading Redis would see."""
-    values: list[bytes] = []
-    for key in client.scan_iter("*"):
-        kind = client.type(key)
-        if kind == b"hash":
-            values.extend(client.hgetall(key).values())
-        elif kind == b"string":
-            values.append(client.get(key))
-        elif kind == b"list":
-            values.extend(client.lrange(key, 0, -1))
-    inflated = []
-    for value in values:
-        with contextlib.suppress(zlib.error):
-            inflated.append(zlib.decompress(value))
-    return values + inflated
-
-
 @contextmanager
 def running_workers(
     env: dict[str, str], folder: Path, count: int, **settings: str
@@ -216,3 +131,126 @@ def running_workers(
             workers.append(worker)
         with explained_by(*workers):
             yield workers
+
+
+# --- The app served for real, next to a worker (the browser tests) ----------------------
+
+
+class WebProcess(WorkerProcess):
+    """`flask run` on 127.0.0.1 with a worker's lifecycle (its own process group, its output in
+    a log file, stopped with SIGTERM, then SIGKILL), only started with another command."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "flask", "--app", "app", "run"),
+                *("--host", "127.0.0.1", "--port", str(self.port)),
+                *("--no-reload", "--no-debugger"),
+            ],
+            env={**env, "FLASK_DEBUG": "0"},
+            cwd=PROJECT_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _health(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:
+            return json.load(response)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return None  # not listening yet, or 503 while something is still starting
+
+
+class LiveApp:
+    """The running app: its address, and the SMTP server its accounts point at."""
+
+    def __init__(self, web: WebProcess, worker: WorkerProcess, smtp: SMTPServer) -> None:
+        self.web = web
+        self.worker = worker
+        self.smtp = smtp
+        self.url = web.url
+
+    def wait_until_ready(self) -> None:
+        """Until /healthz says the database and Redis answer and the worker has registered."""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            for name, process in (("web", self.web), ("worker", self.worker)):
+                if process.process.poll() is not None:
+                    raise AssertionError(f"the {name} process exited:\n{self.logs()}")
+            health = _health(self.url)
+            if health and health.get("workers", 0) >= 1:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the app was not ready in {STARTUP_SECONDS:.0f} s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return f"--- web\n{self.web.output()}\n--- worker\n{self.worker.output()}"
+
+
+# --- Bodies of racing processes (spawned: they import this module and build their own app) ---
+
+
+def acquire_until_empty(config: dict, account_id: int, work, results, rounds: int, barrier):
+    """Each round: take due messages off `work` until it is empty, asking the limiter for each;
+    report (round, allowed, now ms, not-before ms) per message."""
+    app = create_app(config)
+    with app.app_context():
+        account = db.session.get(EmailAccount, account_id)
+        db.session.expunge(account)
+        db.session.remove()
+        for number in range(rounds):
+            barrier.wait()
+            while True:
+                item = work.get()
+                if item is None:
+                    break
+                decision = limits.acquire(account)
+                not_before = decision.not_before and _ms(decision.not_before)
+                results.put((number, decision.allowed, _ms(decision.now), not_before))
+            barrier.wait()
+
+
+def acquire_paced(config: dict, account_id: int, work, results):
+    """Send every message handed out, waiting for the limiter's moment whenever refused."""
+    app = create_app(config)
+    with app.app_context():
+        account = db.session.get(EmailAccount, account_id)
+        db.session.expunge(account)
+        db.session.remove()
+        while work.get() is not None:
+            while not (decision := limits.acquire(account)).allowed:
+                time.sleep(max(0.0, (decision.not_before - decision.now).total_seconds()))
+            results.put(_ms(decision.now))
+
+
+def hold_connections(config: dict, account_id: int, holds: int, state, lock) -> None:
+    """Hold `holds` connection slots one after another, noting how many are held at once."""
+    app = create_app(config)
+    with app.app_context():
+        account = db.session.get(EmailAccount, account_id)
+        db.session.expunge(account)
+        db.session.remove()
+        done = 0
+        while done < holds:
+            with limits.connection_slot(account) as slot:
+                if slot is None:
+                    time.sleep(0.005)
+                    continue
+                with lock:
+                    state[0] += 1
+                    state[1] = max(state[1], state[0])
+                time.sleep(0.02)
+                assert slot.renew()
+                with lock:
+                    state[0] -= 1
+            done += 1
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.replace(tzinfo=UTC).timestamp() * 1000)
