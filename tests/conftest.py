@@ -28,7 +28,7 @@ from lamplight_mail.extensions import db
 from tests.ci_support import unavailable
 from tests.factories import SMTP_PASSWORD, SMTP_USER
 from tests.pages import AuthActions, Browser
-from tests.smtp_servers import SMTPServer, bound_socket, start_server
+from tests.smtp_servers import SMTPServer, bound_socket, server_context, start_server
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 # Always both: without TEST_DATABASE_URL the PostgreSQL half is skipped, and the summary says
@@ -238,18 +238,10 @@ def trusted_ca(tls_authority: trustme.CA, tmp_path: Path, monkeypatch: pytest.Mo
     return path
 
 
-def _server_context(tls_authority: trustme.CA):
-    import ssl
-
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls_authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
 def _serving(mode: str, tls_authority: trustme.CA) -> Iterator[SMTPServer]:
     server = start_server(
         mode=mode,
-        server_context=_server_context(tls_authority),
+        server_context=server_context(tls_authority),
         credentials={SMTP_USER: SMTP_PASSWORD},
     )
     yield server
@@ -302,17 +294,16 @@ def xoauth2_server(tls_authority: trustme.CA, trusted_ca: Path, authority) -> It
     """Like smtp.office365.com with modern authentication: STARTTLS, then AUTH XOAUTH2."""
     from tests.oauth_servers import start_xoauth2_server
 
-    server = start_xoauth2_server(authority, _server_context(tls_authority))
+    server = start_xoauth2_server(authority, server_context(tls_authority))
     yield server
     server.stop()
-
-
-PUBLIC_URL = "http://lamplight.test"
 
 
 @pytest.fixture
 def oauth_config(authority, graph) -> dict:
     """The app's provider endpoints pointed at the local servers (CONTRACT.md's variables)."""
+    from tests.oauth_servers import PUBLIC_URL
+
     return {
         "PUBLIC_URL": PUBLIC_URL,
         "MICROSOFT_AUTHORITY": authority.url,

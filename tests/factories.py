@@ -19,8 +19,8 @@ from sqlalchemy import insert, select
 
 from lamplight_mail.accounts import editing
 from lamplight_mail.accounts.editing import AccountValues, PasswordAction, PasswordChange
-from lamplight_mail.delivery.mime import new_message_id
 from lamplight_mail.delivery import outbox
+from lamplight_mail.delivery.mime import new_message_id
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     AccountDailyStats,

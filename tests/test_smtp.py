@@ -9,7 +9,6 @@ from lamplight_mail.delivery.transports.smtp import connect
 from lamplight_mail.models import AuthMethod, Security
 from lamplight_mail.providers import AnswerKind
 from tests.factories import SMTP_PASSWORD, SMTP_USER
-from tests.smtp_servers import free_port
 
 
 def settings(server, **overrides) -> ConnectionSettings:

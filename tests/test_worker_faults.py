@@ -23,7 +23,6 @@ from lamplight_mail.models import (
 )
 from lamplight_mail.recipients import Recipient
 from tests.factories import SMTP_PASSWORD, make_account, make_user, statuses
-from tests.smtp_servers import free_port
 from tests.workers import WorkerProcess, explained_by, run_burst_worker, wait_until
 
 pytestmark = pytest.mark.slow

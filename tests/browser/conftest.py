@@ -9,9 +9,10 @@ they fail instead.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -148,6 +149,14 @@ def serve(
     finally:
         worker.stop()
         web.stop()
+
+
+@pytest.fixture
+def serve_app(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[dict[str, str], SMTPServer], AbstractContextManager[LiveApp]]:
+    """`serve` for this test: `with serve_app(env, smtp) as app:` in a test's own live_app."""
+    return functools.partial(serve, tmp_path=tmp_path, request=request)
 
 
 @pytest.fixture
