@@ -103,7 +103,9 @@ def make_account(
     values |= settings
     kind = AccountKind.OPERATOR if owner else AccountKind.SYSTEM
     if audited:
-        fields = {name: values.pop(name) for name in AccountValues.__dataclass_fields__}
+        fields = {
+            name: values.pop(name) for name in AccountValues.__dataclass_fields__ if name in values
+        }
         change = (
             PasswordChange(PasswordAction.REPLACE, password)
             if password
