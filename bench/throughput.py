@@ -47,33 +47,27 @@ from flask_migrate import upgrade
 from sqlalchemy import create_engine, delete, func, insert, select, text
 from sqlalchemy.engine import make_url
 
-from lamplight_mail import PROJECT_ROOT, create_app
-from lamplight_mail.accounts import editing
+from lamplight_mail import create_app
 from lamplight_mail.delivery import outbox
 from lamplight_mail.delivery.mime import new_message_id
 from lamplight_mail.delivery.send_template import SendTemplate
 from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
-    AccountKind,
-    AuthMethod,
     EmailAccount,
     Message,
     MessageStatus,
-    Role,
-    Security,
     Send,
     User,
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
+from tests.factories import PASSWORD, SMTP_PASSWORD, SMTP_USER, make_account, make_user
+from tests.workers import PROJECT_ROOT, worker_command
 
 WORKER_MESSAGES = 5_000
 COMPOSE_RECIPIENTS = 10_000
 REPEATS = 3  # each figure is the best of this many runs: noise on a shared machine only slows
-SMTP_USER = "bench@charity.example"
-SMTP_PASSWORD = "bench-app-password"
-PASSWORD = "correct horse battery"
 SUBJECT = "Spring newsletter from the café"
 BODY = "Dear friend,\n\n" + "We open again on Tuesday, with more places than before.\n" * 30
 # The same message personalised: as long, with fields at the start, middle and end.
@@ -205,32 +199,20 @@ def _people(count: int) -> list[Recipient]:
     ]
 
 
-def _setup(app: Flask, port: int) -> tuple[User, EmailAccount]:
-    user = User(email="olive@charity.example", name="Olive", role=Role.OPERATOR)
-    user.set_password(PASSWORD)
-    account = EmailAccount(
-        kind=AccountKind.SYSTEM,
-        default_for_operators=True,
+def _setup(port: int) -> tuple[User, EmailAccount]:
+    user = make_user(name="Olive")
+    # Limits on, but not binding.
+    account = make_account(
         host="127.0.0.1",
         port=port,
-        auth_method=AuthMethod.LOGIN,
-        security=Security.TLS,
-        username=SMTP_USER,
-        from_email=SMTP_USER,
-        from_name="Riverside Food Bank",
-        # Limits on, but not binding.
+        default_for_operators=True,
         daily_limit=10_000_000,
         per_minute_limit=10_000_000,
-        max_recipients=500,
-        connection_cap=3,
     )
-    editing.set_password(account, SMTP_PASSWORD)
-    db.session.add_all([user, account])
-    db.session.commit()
     return user, account
 
 
-WORKER = [sys.executable, str(PROJECT_ROOT / "worker.py"), "--burst"]
+WORKER = worker_command("--burst")
 UNMETERED_WORKER = [sys.executable, "-m", "bench.unmetered_worker", "--burst"]
 
 
@@ -391,7 +373,7 @@ def main() -> None:
             )
             with app.app_context():
                 upgrade()
-                user, account = _setup(app, port)
+                user, account = _setup(port)
                 # Interleaved, so that load from elsewhere weighs on both alike.
                 ceilings, drains, unmetered, merged = [], [], [], []
                 for _ in range(REPEATS):

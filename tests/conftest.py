@@ -1,11 +1,11 @@
 """Fixtures: real Redis, real SMTP servers, SQLite always and PostgreSQL when TEST_DATABASE_URL
-is set. Chain: database_url -> app -> client -> auth (flaskr's shape)."""
+is set. Chain: database_url -> app -> client -> auth (flaskr's shape). Fixtures only: the
+helpers they hand out live in tests/factories.py, tests/pages.py and tests/workers.py."""
 
 from __future__ import annotations
 
 import itertools
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -25,17 +25,15 @@ from sqlalchemy.engine import make_url
 from lamplight_mail import create_app
 from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
-from lamplight_mail.models import Role, User
 from tests.ci_support import unavailable
-from tests.smtp_servers import SMTPServer, bound_socket, start_server
+from tests.factories import SMTP_PASSWORD, SMTP_USER
+from tests.pages import AuthActions, Browser
+from tests.smtp_servers import SMTPServer, bound_socket, server_context, start_server
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 # Always both: without TEST_DATABASE_URL the PostgreSQL half is skipped, and the summary says
 # so (under CI it fails instead; see tests/ci_support.py).
 BACKENDS = ["sqlite", "postgresql"]
-PASSWORD = "correct horse battery"
-SMTP_USER = "sender@charity.example"
-SMTP_PASSWORD = "app-password-9f3k2"
 
 
 # --- Redis: one real server for the session, emptied before each test that uses it ---------
@@ -200,32 +198,6 @@ def worker_env(app_config: dict, tmp_path: Path, trusted_ca: Path) -> dict[str, 
     return env
 
 
-_CSRF = re.compile(
-    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
-)
-
-
-class Browser:
-    """The Flask test client with CSRF tokens taken from a real page, as a browser would."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self.client = client
-
-    def get(self, url: str, **kwargs):
-        return self.client.get(url, **kwargs)
-
-    def csrf_token(self) -> str:
-        page = self.client.get("/login", follow_redirects=True).get_data(as_text=True)
-        match = _CSRF.search(page)
-        assert match, "no CSRF token on /login"
-        return match.group(1) or match.group(2)
-
-    def post(self, url: str, data: dict | None = None, **kwargs):
-        data = dict(data or {})
-        data.setdefault("csrf_token", self.csrf_token())
-        return self.client.post(url, data=data, **kwargs)
-
-
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
@@ -234,41 +206,6 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def browser(client: FlaskClient) -> Browser:
     return Browser(client)
-
-
-class AuthActions:
-    def __init__(self, app: Flask, browser: Browser) -> None:
-        self.app = app
-        self.browser = browser
-
-    def create_user(self, email: str, role: Role = Role.OPERATOR, name: str | None = None) -> int:
-        from lamplight_mail import users
-
-        with self.app.app_context():
-            user = users.create_user(email, name or email.split("@")[0].title(), role, PASSWORD)
-            db.session.commit()
-            return user.id
-
-    def login(self, email: str, password: str = PASSWORD):
-        return self.browser.post("/login", {"email": email, "password": password})
-
-    def login_admin(self, email: str = "admin@charity.example") -> int:
-        user_id = self.create_user(email, Role.ADMIN, "Ada Admin")
-        response = self.login(email)
-        assert response.status_code == 302, response.get_data(as_text=True)
-        return user_id
-
-    def login_operator(self, email: str = "olive@charity.example") -> int:
-        user_id = self.create_user(email, Role.OPERATOR, "Olive Operator")
-        response = self.login(email)
-        assert response.status_code == 302, response.get_data(as_text=True)
-        return user_id
-
-    def logout(self):
-        return self.browser.post("/logout")
-
-    def user(self, user_id: int) -> User:
-        return db.session.get(User, user_id)
 
 
 @pytest.fixture
@@ -301,18 +238,10 @@ def trusted_ca(tls_authority: trustme.CA, tmp_path: Path, monkeypatch: pytest.Mo
     return path
 
 
-def _server_context(tls_authority: trustme.CA):
-    import ssl
-
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls_authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
 def _serving(mode: str, tls_authority: trustme.CA) -> Iterator[SMTPServer]:
     server = start_server(
         mode=mode,
-        server_context=_server_context(tls_authority),
+        server_context=server_context(tls_authority),
         credentials={SMTP_USER: SMTP_PASSWORD},
     )
     yield server
@@ -365,17 +294,16 @@ def xoauth2_server(tls_authority: trustme.CA, trusted_ca: Path, authority) -> It
     """Like smtp.office365.com with modern authentication: STARTTLS, then AUTH XOAUTH2."""
     from tests.oauth_servers import start_xoauth2_server
 
-    server = start_xoauth2_server(authority, _server_context(tls_authority))
+    server = start_xoauth2_server(authority, server_context(tls_authority))
     yield server
     server.stop()
-
-
-PUBLIC_URL = "http://lamplight.test"
 
 
 @pytest.fixture
 def oauth_config(authority, graph) -> dict:
     """The app's provider endpoints pointed at the local servers (CONTRACT.md's variables)."""
+    from tests.oauth_servers import PUBLIC_URL
+
     return {
         "PUBLIC_URL": PUBLIC_URL,
         "MICROSOFT_AUTHORITY": authority.url,

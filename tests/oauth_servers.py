@@ -40,6 +40,8 @@ MS_CLIENT_SECRET = "ms-secret~Qx8Q~very-secret-value"
 GOOGLE_CLIENT_ID = "1234-abc.apps.googleusercontent.com"
 GOOGLE_CLIENT_SECRET = "GOCSPX-google-secret-value"
 MAILBOX = "sender@charity.example"
+# Where the app says it is served (LAMPLIGHT_MAIL_PUBLIC_URL): its OAuth redirect URI's origin.
+PUBLIC_URL = "http://lamplight.test"
 
 _AADSTS70008 = (
     "AADSTS70008: The provided authorization code or refresh token has expired due to "

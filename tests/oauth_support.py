@@ -11,15 +11,15 @@ from sqlalchemy import select
 from lamplight_mail import crypto
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount
-from tests.accounts_support import form_data
-from tests.conftest import PUBLIC_URL
 from tests.oauth_servers import (
     GOOGLE_CLIENT_ID,
     GOOGLE_CLIENT_SECRET,
     MS_CLIENT_ID,
     MS_CLIENT_SECRET,
+    PUBLIC_URL,
     TENANT,
 )
+from tests.pages import form_data
 
 
 def register_apps(browser) -> None:

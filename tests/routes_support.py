@@ -12,9 +12,8 @@ from sqlalchemy import select
 from lamplight_mail import create_app
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Attachment, Message, Role, SendStatus, Suppression, User
-from tests.conftest import AuthActions, Browser
-from tests.limits_support import make_send
-from tests.outbox_support import make_account
+from tests.factories import make_account, make_send
+from tests.pages import AuthActions, Browser
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def make_world(app: Flask) -> World:
     with app.app_context():
         operator = db.session.get(User, operator_id)
         account = make_account(owner=operator)
-        make_account(from_email="office@charity.example")
+        make_account(from_email="office@charity.example", default_for_operators=True)
         send = make_send(
             operator,
             account,

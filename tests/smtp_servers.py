@@ -16,9 +16,13 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+if TYPE_CHECKING:
+    import trustme
 
 
 @dataclass
@@ -260,6 +264,14 @@ class SMTPServer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+def server_context(tls_authority: trustme.CA) -> ssl.SSLContext:
+    """A server-side TLS context with a certificate for 127.0.0.1 and localhost issued by
+    `tls_authority` (the test CA the clients trust)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
 
 
 def start_server(

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount
-from tests.accounts_support import form_data, server_form_data
-from tests.conftest import SMTP_PASSWORD, SMTP_USER, _server_context
-from tests.smtp_servers import SMTPServer, start_server
+from tests.factories import SMTP_PASSWORD, SMTP_USER
+from tests.pages import form_data, server_form_data
+from tests.smtp_servers import SMTPServer, server_context, start_server
 
 KEEP = {"password": "", "password_action": "keep"}
 
@@ -21,7 +21,7 @@ KEEP = {"password": "", "password_action": "keep"}
 @pytest.fixture
 def other_server(tls_authority, trusted_ca) -> Iterator[SMTPServer]:
     """Someone else's server (implicit TLS, AUTH offered): it records every login tried."""
-    server = start_server(mode="ssl", server_context=_server_context(tls_authority))
+    server = start_server(mode="ssl", server_context=server_context(tls_authority))
     yield server
     server.stop()
 
@@ -139,12 +139,12 @@ def test_no_password_over_no_encryption_is_fine_anywhere(app, auth, browser):
 
 def test_an_old_account_with_a_password_in_clear_is_not_tested(app, auth, browser):
     """Saved before the rule (straight into the database): Test refuses, sending nothing."""
-    from lamplight_mail.models import AccountKind, Security
-    from tests.accounts_support import make_account
+    from lamplight_mail.models import Security
+    from tests.factories import make_account
 
     auth.login_admin()
     with app.app_context():
-        account = make_account(AccountKind.SYSTEM, host="smtp.example.org", port=25)
+        account = make_account(audited=True, provider="office365", host="smtp.example.org", port=25)
         account.security = Security.NONE
         db.session.commit()
         account_id = account.id

@@ -14,7 +14,6 @@ from lamplight_mail.delivery import limits, outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     AccountDailyStats,
-    AccountKind,
     EmailAccount,
     Message,
     MessageStatus,
@@ -22,10 +21,10 @@ from lamplight_mail.models import (
     User,
 )
 from lamplight_mail.recipients import Recipient
-from tests.accounts_support import make_account, server_form_data
-from tests.conftest import SMTP_PASSWORD
-from tests.outbox_support import run_burst_worker, statuses
+from tests.factories import OFFICE365, SMTP_PASSWORD, make_account, statuses
+from tests.pages import server_form_data
 from tests.smtp_servers import free_port
+from tests.workers import run_burst_worker
 
 BANNER = "needs your attention"
 
@@ -47,7 +46,7 @@ def _account(app, account_id: int) -> EmailAccount:
 def _system_account(app, server, password: str) -> int:
     with app.app_context():
         return make_account(
-            AccountKind.SYSTEM, server=server, password=password, default_for_operators=True
+            audited=True, **OFFICE365, server=server, password=password, default_for_operators=True
         ).id
 
 
@@ -87,7 +86,7 @@ def test_my_email_never_shows_ready_above_a_failed_test(app, auth, browser, smtp
     operator_id = auth.login_operator()
     with app.app_context():
         owner = db.session.get(User, operator_id)
-        make_account(owner=owner, server=smtp_server, password="wrong")
+        make_account(audited=True, **OFFICE365, owner=owner, server=smtp_server, password="wrong")
 
     page = browser.post("/my/email/test").get_data(as_text=True)
 
@@ -99,7 +98,13 @@ def test_a_successful_test_by_the_owner_resumes_the_paused_account(app, auth, br
     operator_id = auth.login_operator()
     with app.app_context():
         owner = db.session.get(User, operator_id)
-        account = make_account(owner=owner, server=smtp_server, password="the sign-in password")
+        account = make_account(
+            audited=True,
+            **OFFICE365,
+            owner=owner,
+            server=smtp_server,
+            password="the sign-in password",
+        )
         health.pause(account, "535 5.7.3 Authentication unsuccessful", "Use an app password.")
         db.session.commit()
         account_id = account.id
@@ -222,7 +227,13 @@ def test_admins_get_one_email_an_hour_through_a_working_account(
     browser.post(f"/admin/email/{shared_id}/test")  # proven: a working account
     with app.app_context():
         olive = db.session.get(User, auth.create_user("olive@charity.example"))
-        own = make_account(owner=olive, server=smtp_server, password="the sign-in password")
+        own = make_account(
+            audited=True,
+            **OFFICE365,
+            owner=olive,
+            server=smtp_server,
+            password="the sign-in password",
+        )
         own_id = own.id
         outbox.create_send(olive, own, [Recipient("amy@example.org", "")], "Hi", "Hello")
 

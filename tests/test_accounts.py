@@ -20,16 +20,8 @@ from lamplight_mail.models import (
     SendStatus,
     User,
 )
-from tests.accounts_support import (
-    form_data,
-    input_value,
-    make_account,
-    password_input,
-    selected_option,
-    stored_text,
-    user,
-)
-from tests.conftest import SMTP_PASSWORD, SMTP_USER
+from tests.factories import SMTP_PASSWORD, SMTP_USER, make_account, stored_text, user_by_email
+from tests.pages import form_data, input_value, password_input, selected_option
 
 NEW_PASSWORD = "replacement-app-pw-7q"
 
@@ -55,9 +47,9 @@ def test_communication_settings_shows_both_options_with_each_accounts_status(app
     olive = auth.create_user("olive@charity.example", name="Olive Operator")
     bob = auth.create_user("bob@charity.example", name="Bob Operator")
     with app.app_context():
-        make_account(AccountKind.SYSTEM, from_email="office@charity.example")
-        make_account(owner=user("olive@charity.example"), password=None)
-        paused = make_account(owner=user("bob@charity.example"))
+        make_account(audited=True, from_email="office@charity.example")
+        make_account(audited=True, owner=user_by_email("olive@charity.example"), password=None)
+        paused = make_account(audited=True, owner=user_by_email("bob@charity.example"))
         health.pause(paused, "554 5.2.0 SubmissionQuotaExceededException", "Wait for the window.")
         db.session.commit()
         paused_id = paused.id
@@ -79,7 +71,7 @@ def test_communication_settings_shows_both_options_with_each_accounts_status(app
 def test_resume_lets_a_paused_account_send_again_and_is_audited(app, auth, browser):
     auth.login_admin()
     with app.app_context():
-        account = make_account(AccountKind.SYSTEM)
+        account = make_account(audited=True)
         health.pause(account, "535 5.7.3 Authentication unsuccessful", None)
         db.session.commit()
         account_id = account.id
@@ -409,12 +401,14 @@ def test_my_email_shows_only_the_operators_own_account(app, auth, browser):
     olive_id = auth.login_operator()
     with app.app_context():
         make_account(
-            AccountKind.SYSTEM,
+            audited=True,
             default_for_operators=True,
             from_email="office@charity.example",
             host="shared.example.org",
         )
-        make_account(owner=user("bob@charity.example"), host="bob-host.example.org")
+        make_account(
+            audited=True, owner=user_by_email("bob@charity.example"), host="bob-host.example.org"
+        )
 
     without = browser.get("/my/email").get_data(as_text=True)
     assert "You have no email account of your own" in without
@@ -424,7 +418,7 @@ def test_my_email_shows_only_the_operators_own_account(app, auth, browser):
     assert browser.post("/my/email/test").status_code == 404
 
     with app.app_context():
-        make_account(owner=db.session.get(User, olive_id))
+        make_account(audited=True, owner=db.session.get(User, olive_id))
     own = browser.get("/my/email").get_data(as_text=True)
     assert "olive@charity.example" in own
     for other in ("office@charity.example", "shared.example.org", "bob-host.example.org"):
@@ -436,7 +430,7 @@ def test_each_person_has_at_most_one_individual_account(app, auth, browser):
     olive_id = auth.create_user("olive@charity.example", name="Olive Operator")
     auth.create_user("bob@charity.example", name="Bob Operator")
     with app.app_context():
-        make_account(owner=user("olive@charity.example"))
+        make_account(audited=True, owner=user_by_email("olive@charity.example"))
 
     page = browser.get("/admin/email/operators/new").get_data(as_text=True)
     assert "Bob Operator" in page and "Olive Operator" not in page
@@ -444,7 +438,7 @@ def test_each_person_has_at_most_one_individual_account(app, auth, browser):
     assert "Not a valid choice" in response.get_data(as_text=True)
     assert len(accounts_in_db(app)) == 1
     with app.app_context(), pytest.raises(editing.AccountConflict):
-        make_account(owner=user("olive@charity.example"))
+        make_account(audited=True, owner=user_by_email("olive@charity.example"))
 
 
 def test_there_is_only_one_single_account(app, auth, browser):
@@ -456,7 +450,7 @@ def test_there_is_only_one_single_account(app, auth, browser):
 
     with app.app_context():
         with pytest.raises(editing.AccountConflict):
-            make_account(AccountKind.SYSTEM)
+            make_account(audited=True)
         # The database holds the line too, whatever the code path.
         db.session.add(
             EmailAccount(
@@ -480,7 +474,7 @@ def test_an_operator_account_can_be_edited_and_handed_to_its_operator(app, auth,
     auth.login_admin()
     olive_id = auth.create_user("olive@charity.example", name="Olive Operator")
     with app.app_context():
-        account_id = make_account(owner=db.session.get(User, olive_id)).id
+        account_id = make_account(audited=True, owner=db.session.get(User, olive_id)).id
 
     page = browser.get(f"/admin/email/operators/{account_id}/edit").get_data(as_text=True)
     assert selected_option(page, "operator_id") == str(olive_id)
@@ -500,7 +494,7 @@ def test_an_operator_account_can_be_edited_and_handed_to_its_operator(app, auth,
 def test_admin_pages_404_for_accounts_that_do_not_exist(app, auth, browser):
     auth.login_admin()
     with app.app_context():
-        system_id = make_account(AccountKind.SYSTEM).id
+        system_id = make_account(audited=True).id
     assert browser.get("/admin/email/operators/999/edit").status_code == 404
     assert browser.get(f"/admin/email/operators/{system_id}/edit").status_code == 404
     assert browser.get("/admin/email/operators/999/delete").status_code == 404
@@ -520,12 +514,12 @@ def test_removing_the_default_single_account_names_everyone_who_depends_on_it(ap
     ]:
         auth.create_user(email, name=name)
     with app.app_context():
-        system = make_account(AccountKind.SYSTEM, default_for_operators=True)
-        make_account(owner=user("bob@charity.example"))
-        make_account(owner=user("carol@charity.example"), password=None)
+        system = make_account(audited=True, default_for_operators=True)
+        make_account(audited=True, owner=user_by_email("bob@charity.example"))
+        make_account(audited=True, owner=user_by_email("carol@charity.example"), password=None)
         db.session.add(
             Send(
-                user_id=user("olive@charity.example").id,
+                user_id=user_by_email("olive@charity.example").id,
                 account_id=system.id,
                 subject="Done long ago",
                 body_text="Hello",
@@ -550,7 +544,7 @@ def test_removing_the_default_single_account_names_everyone_who_depends_on_it(ap
         assert resolution.system_account() is None
         send = db.session.scalar(select(Send))
         assert send.account.label == f"Removed account ({SMTP_USER})"  # history kept
-        assert resolution.resolve_sending_account(user("olive@charity.example")) is None
+        assert resolution.resolve_sending_account(user_by_email("olive@charity.example")) is None
     # A new single account can be set up afterwards.
     assert browser.post("/admin/email/system", form_data()).status_code == 302
 
@@ -559,10 +553,8 @@ def test_removing_an_operator_account_says_where_their_mail_goes(app, auth, brow
     auth.login_admin()
     auth.create_user("olive@charity.example", name="Olive Operator")
     with app.app_context():
-        make_account(
-            AccountKind.SYSTEM, default_for_operators=True, from_email="office@charity.example"
-        )
-        account_id = make_account(owner=user("olive@charity.example")).id
+        make_account(audited=True, default_for_operators=True, from_email="office@charity.example")
+        account_id = make_account(audited=True, owner=user_by_email("olive@charity.example")).id
 
     page = browser.get(f"/admin/email/operators/{account_id}/delete").get_data(as_text=True)
     assert "Olive Operator" in page
@@ -570,10 +562,10 @@ def test_removing_an_operator_account_says_where_their_mail_goes(app, auth, brow
 
     assert browser.post(f"/admin/email/operators/{account_id}/delete").status_code == 302
     with app.app_context():
-        olive = user("olive@charity.example")
+        olive = user_by_email("olive@charity.example")
         assert resolution.own_account(olive) is None
         assert resolution.resolve_sending_account(olive).from_email == "office@charity.example"
-        make_account(owner=olive)  # the person can be given a new account
+        make_account(audited=True, owner=olive)  # the person can be given a new account
     audit = browser.get(f"/admin/email/operators/{account_id}/edit")
     assert audit.status_code == 404
 
@@ -582,7 +574,7 @@ def test_an_account_with_mail_still_to_send_is_not_removed(app, auth, browser):
     auth.login_admin()
     auth.create_user("olive@charity.example", name="Olive Operator")
     with app.app_context():
-        account = make_account(owner=user("olive@charity.example"))
+        account = make_account(audited=True, owner=user_by_email("olive@charity.example"))
         db.session.add(
             Send(
                 user_id=account.owner_id,
@@ -652,7 +644,7 @@ def test_the_overview_lists_the_first_individual_accounts_and_links_to_all(app, 
     ]
     with app.app_context():
         for owner_id in owner_ids:
-            make_account(owner=db.session.get(User, owner_id))
+            make_account(audited=True, owner=db.session.get(User, owner_id))
 
     overview = browser.get("/admin/communication-settings").get_data(as_text=True)
     assert "All 12 individual accounts" in overview

@@ -13,15 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from lamplight_mail.extensions import db
-from lamplight_mail.models import AccountKind, AuditEvent, EmailAccount, Security, User
-from tests.accounts_support import (
-    input_value,
-    make_account,
-    selected_option,
-    server_form_data,
-    stored_text,
-)
-from tests.conftest import PASSWORD, SMTP_PASSWORD, SMTP_USER
+from lamplight_mail.models import AuditEvent, EmailAccount, Security, User
+from tests.factories import PASSWORD, SMTP_PASSWORD, SMTP_USER, make_account, stored_text
+from tests.pages import input_value, selected_option, server_form_data
 
 
 def page_text(response) -> str:
@@ -146,7 +140,7 @@ def test_a_server_that_never_answers_is_reported_within_the_timeout(
     app.config["SMTP_TIMEOUT_SECONDS"] = 1.0
     auth.login_admin()
     with app.app_context():
-        account_id = make_account(AccountKind.SYSTEM, host="127.0.0.1", port=silent_server).id
+        account_id = make_account(audited=True, host="127.0.0.1", port=silent_server).id
 
     page = page_text(browser.post(f"/admin/email/{account_id}/test"))
 
@@ -157,7 +151,7 @@ def test_a_server_that_never_answers_is_reported_within_the_timeout(
 def test_a_refused_connection_is_explained(app, auth, browser, closed_port):
     auth.login_admin()
     with app.app_context():
-        account_id = make_account(AccountKind.SYSTEM, host="127.0.0.1", port=closed_port).id
+        account_id = make_account(audited=True, host="127.0.0.1", port=closed_port).id
 
     page = page_text(browser.post(f"/admin/email/{account_id}/test"))
 
@@ -173,7 +167,7 @@ def test_an_untrusted_certificate_is_refused_and_explained(
     monkeypatch.setenv("SSL_CERT_FILE", str(empty_store))
     auth.login_admin()
     with app.app_context():
-        account_id = make_account(AccountKind.SYSTEM, server=smtp_server).id
+        account_id = make_account(audited=True, server=smtp_server).id
 
     page = page_text(browser.post(f"/admin/email/{account_id}/test"))
 
@@ -185,7 +179,7 @@ def test_an_untrusted_certificate_is_refused_and_explained(
 def test_ssl_type_ssl_on_a_starttls_port_is_explained(app, auth, browser, smtp_server):
     auth.login_admin()
     with app.app_context():
-        account_id = make_account(AccountKind.SYSTEM, server=smtp_server, security=Security.SSL).id
+        account_id = make_account(audited=True, server=smtp_server, security=Security.SSL).id
 
     page = page_text(browser.post(f"/admin/email/{account_id}/test"))
 
@@ -198,7 +192,7 @@ def test_an_account_waiting_for_its_password_says_so(app, auth, browser, smtp_se
     olive_id = auth.create_user("olive@charity.example")
     with app.app_context():
         account_id = make_account(
-            owner=db.session.get(User, olive_id), server=smtp_server, password=None
+            audited=True, owner=db.session.get(User, olive_id), server=smtp_server, password=None
         ).id
 
     page = page_text(browser.post(f"/admin/email/{account_id}/test"))
@@ -212,7 +206,7 @@ def test_a_test_email_to_a_bad_address_is_refused_next_to_the_field(
 ):
     auth.login_admin()
     with app.app_context():
-        account_id = make_account(AccountKind.SYSTEM, server=smtp_server).id
+        account_id = make_account(audited=True, server=smtp_server).id
 
     response = browser.post(
         f"/admin/email/{account_id}/test-email", {"to": "trustee@example.org\r\nBcc: x@y.org"}
@@ -230,7 +224,7 @@ def test_a_rejected_test_email_shows_the_servers_answer(app, auth, browser, smtp
         "full@example.org", "554 5.2.2 mailbox full; STOREDRV.Submission.Exception"
     )
     with app.app_context():
-        account_id = make_account(AccountKind.SYSTEM, server=smtp_server).id
+        account_id = make_account(audited=True, server=smtp_server).id
 
     page = page_text(
         browser.post(f"/admin/email/{account_id}/test-email", {"to": "full@example.org"})
@@ -246,7 +240,9 @@ def test_an_operator_tests_their_own_account_after_setting_the_password(
 ):
     olive_id = auth.login_operator()
     with app.app_context():
-        make_account(owner=db.session.get(User, olive_id), server=smtp_server, password=None)
+        make_account(
+            audited=True, owner=db.session.get(User, olive_id), server=smtp_server, password=None
+        )
 
     browser.post("/my/email", {"password": SMTP_PASSWORD})
     page = page_text(browser.post("/my/email/test"))

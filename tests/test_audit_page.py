@@ -11,8 +11,8 @@ from sqlalchemy import select
 from lamplight_mail import audit
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuditEvent
-from tests.conftest import PASSWORD
-from tests.dashboard_support import section, text, walk
+from tests.factories import PASSWORD
+from tests.pages import section, text, walk
 
 
 def _event_ids(page: str) -> list[int]:

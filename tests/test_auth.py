@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role, User
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 
 def test_first_visit_leads_to_setup_which_creates_the_first_admin_then_disappears(browser, app):

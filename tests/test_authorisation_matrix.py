@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from tests.conftest import Browser
+from tests.pages import Browser
 from tests.routes_support import Route, World, all_routes, make_world
 
 PUBLIC = "public"  # anyone, logged in or not

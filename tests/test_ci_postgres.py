@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.outbox_support import PROJECT_ROOT
+from tests.workers import PROJECT_ROOT
 
 # One small test that runs on both databases.
 TARGET = "tests/test_large_numbers.py::test_a_post_to_an_id_past_64_bits_is_not_found"

@@ -23,7 +23,7 @@ from lamplight_mail.models import (
     User,
     utcnow,
 )
-from tests.outbox_support import make_account, queued_job_args
+from tests.factories import SMTP_USER, make_account, queued_job_args
 
 SUBJECT = "Café mornings are back"
 BODY = "Dear friend,\nWe open again on Tuesday.\n"
@@ -34,7 +34,11 @@ def operator(app, auth):
     """A logged-in operator with an account of their own; returns (user id, account id)."""
     user_id = auth.login_operator()
     with app.app_context():
-        account = make_account(owner=db.session.get(User, user_id), from_name="Olive at Riverside")
+        account = make_account(
+            owner=db.session.get(User, user_id),
+            from_email=SMTP_USER,
+            from_name="Olive at Riverside",
+        )
         return user_id, account.id
 
 
@@ -87,7 +91,7 @@ def test_an_admin_without_an_account_is_pointed_at_the_settings(auth, browser):
 def test_operators_fall_back_to_the_single_account_when_it_is_the_default(app, auth, browser):
     auth.login_operator()
     with app.app_context():
-        make_account(from_email="office@charity.example")  # the single account, the default
+        make_account(from_email="office@charity.example", default_for_operators=True)
     page = _page(browser.get("/compose"))
     assert "&lt;office@charity.example&gt;" in page
     assert "the single account for all operators" in page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.outbox_support import PROJECT_ROOT
+from tests.workers import PROJECT_ROOT
 
 
 def test_compose_redis_requires_the_password_the_app_uses():

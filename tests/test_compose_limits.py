@@ -7,9 +7,8 @@ import pytest
 from sqlalchemy import func, select
 
 from lamplight_mail.extensions import db
-from lamplight_mail.models import AccountKind, Send, User
-from tests.accounts_support import make_account as make_server_account
-from tests.outbox_support import make_account
+from lamplight_mail.models import Send, User
+from tests.factories import make_account
 
 
 @pytest.fixture
@@ -87,7 +86,7 @@ def test_account_tests_are_limited_per_user(app, auth, browser, smtp_server):
     app.config["ACCOUNT_TESTS_PER_WINDOW"] = 2
     auth.login_admin()
     with app.app_context():
-        account_id = make_server_account(AccountKind.SYSTEM, server=smtp_server).id
+        account_id = make_account(smtp_server, audited=True, provider="office365").id
     for _ in range(2):
         assert "235" in browser.post(f"/admin/email/{account_id}/test").get_data(as_text=True)
     page = browser.post(f"/admin/email/{account_id}/test-email", {"to": "amy@example.org"})

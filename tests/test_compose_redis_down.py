@@ -14,8 +14,9 @@ import pytest
 from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
 from lamplight_mail.models import User
-from tests.conftest import AuthActions, Browser
-from tests.outbox_support import make_account, run_burst_worker, statuses
+from tests.factories import make_account, statuses
+from tests.pages import AuthActions, Browser
+from tests.workers import run_burst_worker
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from lamplight_mail import create_app, crypto
 from lamplight_mail.extensions import db
-from lamplight_mail.models import AccountKind, EmailAccount, User
-from tests.accounts_support import make_account
+from lamplight_mail.models import EmailAccount, User
+from tests.factories import make_account
 
 KEY_A, KEY_B, KEY_C = (Fernet.generate_key().decode() for _ in range(3))
 
@@ -53,8 +53,8 @@ def test_a_password_is_stored_as_a_token_that_only_the_keys_open(app, app_config
 def test_rotation_re_encrypts_with_the_new_key_so_the_old_one_can_go(app, app_config, auth):
     owner_id = auth.create_user("olive@charity.example")
     with app.app_context():
-        make_account(AccountKind.SYSTEM, password="system-secret-1")
-        make_account(owner=db.session.get(User, owner_id), password="olive-secret-2")
+        make_account(audited=True, password="system-secret-1")
+        make_account(audited=True, owner=db.session.get(User, owner_id), password="olive-secret-2")
     before = tokens(app)
 
     with app_with_keys(app_config, [KEY_B, KEY_A]) as rotating:
@@ -77,9 +77,9 @@ def test_rotation_re_encrypts_with_the_new_key_so_the_old_one_can_go(app, app_co
 def test_a_rotation_that_meets_an_unreadable_password_changes_nothing(app, app_config, auth):
     owner_id = auth.create_user("olive@charity.example")
     with app.app_context():
-        make_account(AccountKind.SYSTEM, password="system-secret-1")
+        make_account(audited=True, password="system-secret-1")
     with app_with_keys(app_config, [KEY_C]):  # encrypted with a key nobody will configure
-        make_account(owner=db.session.get(User, owner_id), password="olive-secret-2")
+        make_account(audited=True, owner=db.session.get(User, owner_id), password="olive-secret-2")
     before = tokens(app)
 
     with app_with_keys(app_config, [KEY_B, KEY_A]) as rotating:

@@ -12,16 +12,8 @@ from rq import Worker
 from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuthMethod, MessageStatus, SendStatus, utcnow
-from tests.dashboard_support import (
-    add_daily,
-    add_messages,
-    definitions,
-    make_account,
-    make_send,
-    make_user,
-    section,
-    text,
-)
+from tests.factories import add_daily, add_messages, make_account, make_send, make_user
+from tests.pages import definitions, section, text
 
 
 @pytest.fixture
@@ -44,10 +36,10 @@ def test_card_figures_equal_the_rows_in_the_window(app, browser, admin):
     app.config["MINUTE_WINDOW_SECONDS"] = 600
     now = utcnow()
     with app.app_context():
-        olive = make_user("olive@charity.example", "Olive Operator")
+        olive = make_user("olive@charity.example", name="Olive Operator")
         make_account(daily_limit=1000)
-        account = make_account(olive, daily_limit=200, per_minute_limit=30)
-        send = make_send(account, olive)
+        account = make_account(owner=olive, daily_limit=200, per_minute_limit=30)
+        send = make_send(olive, account)
         add_messages(send, 37, MessageStatus.SENT, sent_at=now - timedelta(hours=3))
         add_messages(send, 5, MessageStatus.SENT, sent_at=now - timedelta(minutes=2))
         add_messages(send, 20, MessageStatus.SENT, sent_at=now - timedelta(hours=25))
@@ -59,7 +51,7 @@ def test_card_figures_equal_the_rows_in_the_window(app, browser, admin):
         add_messages(send, 6, MessageStatus.FAILED, updated_at=now - timedelta(hours=2))
         add_messages(send, 2, MessageStatus.FAILED, updated_at=now - timedelta(hours=30))
         for _ in range(2):
-            held = make_send(account, olive, status=SendStatus.FLAGGED)
+            held = make_send(olive, account, status=SendStatus.FLAGGED)
             add_messages(held, 10, MessageStatus.PENDING)  # held: not queued
         account_id = account.id
         db.session.commit()
@@ -86,7 +78,7 @@ def test_next_free_names_what_leaves_the_window_first_and_when(app, browser, adm
     oldest = minute - timedelta(hours=23) + timedelta(seconds=10)
     with app.app_context():
         account = make_account(daily_limit=1000)
-        send = make_send(account, make_user("olive@charity.example"))
+        send = make_send(make_user("olive@charity.example"), account)
         add_messages(send, 3, MessageStatus.SENT, sent_at=oldest)
         add_messages(send, 2, MessageStatus.SENT, sent_at=oldest + timedelta(seconds=20))
         add_messages(send, 4, MessageStatus.SENT, sent_at=oldest + timedelta(minutes=2))
@@ -103,7 +95,7 @@ def test_next_free_names_what_leaves_the_window_first_and_when(app, browser, adm
 def test_reserve_is_kept_out_of_the_remaining_allowance(app, browser, admin):
     with app.app_context():
         account = make_account(daily_limit=1000, reserve_percent=10)
-        send = make_send(account, make_user("olive@charity.example"))
+        send = make_send(make_user("olive@charity.example"), account)
         add_messages(send, 50, MessageStatus.SENT, sent_at=utcnow() - timedelta(hours=1))
         account_id = account.id
         db.session.commit()
@@ -118,7 +110,7 @@ def test_reserve_is_kept_out_of_the_remaining_allowance(app, browser, admin):
 def test_gauge_colour_switches_at_70_and_90_percent(app, browser, admin, sent, level):
     with app.app_context():
         account = make_account(daily_limit=100)
-        send = make_send(account, make_user("olive@charity.example"))
+        send = make_send(make_user("olive@charity.example"), account)
         add_messages(send, sent, MessageStatus.SENT, sent_at=utcnow() - timedelta(hours=1))
         account_id = account.id
         db.session.commit()
@@ -131,9 +123,9 @@ def test_gauge_colour_switches_at_70_and_90_percent(app, browser, admin, sent, l
 def test_single_account_first_then_operators_by_name_or_by_usage(app, browser, admin):
     with app.app_context():
         system = make_account(daily_limit=1000)
-        busy = make_account(make_user("zed@charity.example", "Zed"), daily_limit=100)
-        quiet = make_account(make_user("amy@charity.example", "Amy"), daily_limit=100)
-        send = make_send(busy, busy.owner)
+        busy = make_account(owner=make_user("zed@charity.example", name="Zed"), daily_limit=100)
+        quiet = make_account(owner=make_user("amy@charity.example", name="Amy"), daily_limit=100)
+        send = make_send(busy.owner, busy)
         add_messages(send, 80, MessageStatus.SENT, sent_at=utcnow() - timedelta(hours=1))
         order = [system.id, busy.id, quiet.id]
         db.session.commit()
@@ -182,10 +174,10 @@ def test_queue_panel_reads_rq_and_the_oldest_due_message(app, browser, admin):
     now = utcnow()
     with app.app_context():
         account = make_account()
-        send = make_send(account, make_user("olive@charity.example"))
+        send = make_send(make_user("olive@charity.example"), account)
         add_messages(send, 2, MessageStatus.QUEUED, due_at=now - timedelta(minutes=20))
         add_messages(send, 1, MessageStatus.DEFERRED, due_at=now + timedelta(hours=1))
-        held = make_send(account, send.user, status=SendStatus.FLAGGED)
+        held = make_send(send.user, account, status=SendStatus.FLAGGED)
         add_messages(held, 1, MessageStatus.PENDING, due_at=now - timedelta(days=2))
         db.session.commit()
         queue = outbox.mail_queue()
@@ -226,7 +218,9 @@ def test_health_paused_with_reason_and_advice_and_waiting_for_password(app, brow
             paused_reason="554 5.2.0 SubmissionQuotaExceededException",
             paused_advice="Wait until the oldest sends leave the window.",
         )
-        waiting = make_account(make_user("olive@charity.example"), auth_method=AuthMethod.LOGIN)
+        waiting = make_account(
+            owner=make_user("olive@charity.example"), auth_method=AuthMethod.LOGIN, password=None
+        )
         paused_id, waiting_id = paused.id, waiting.id
         db.session.commit()
 

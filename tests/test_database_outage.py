@@ -4,6 +4,7 @@ unreadable (its path stops being a database file); PostgreSQL stops taking conne
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,6 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from lamplight_mail.extensions import db
-from tests.conftest import TEST_DATABASE_URL
 
 
 @contextmanager
@@ -35,7 +35,8 @@ def _sqlite_unreadable(app: Flask, path: Path) -> Iterator[None]:
 @contextmanager
 def _postgres_refusing(url: str) -> Iterator[None]:
     name = make_url(url).database
-    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    # The server's own database (TEST_DATABASE_URL, set whenever PostgreSQL tests run).
+    admin = create_engine(os.environ["TEST_DATABASE_URL"], isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
         conn.execute(

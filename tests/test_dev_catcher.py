@@ -15,7 +15,7 @@ from lamplight_mail.dev.smtp_catcher import (
     start_catcher,
     trust_bundle,
 )
-from tests.accounts_support import form_data
+from tests.pages import form_data
 from tests.smtp_servers import free_port
 
 

@@ -17,7 +17,8 @@ from rq.serializers import DefaultSerializer
 
 from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import get_redis
-from tests.outbox_support import FAST_WORKER_SETTINGS, PROJECT_ROOT, queued_job_args, worker_command
+from tests.factories import queued_job_args
+from tests.workers import FAST_WORKER_SETTINGS, PROJECT_ROOT, worker_command
 
 GOOD_SECRET = "s" * 48
 GOOD_KEY = Fernet.generate_key().decode()
@@ -96,7 +97,7 @@ def test_dev_inbox_is_for_admins_only(auth, browser):
 def test_jobs_are_json_with_ids_only(app, auth, browser):
     from lamplight_mail.extensions import db
     from lamplight_mail.models import User
-    from tests.outbox_support import make_account
+    from tests.factories import make_account
 
     user_id = auth.login_operator()
     with app.app_context():

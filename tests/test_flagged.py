@@ -23,7 +23,7 @@ from lamplight_mail.models import (
 )
 from lamplight_mail.reporting.flagged import split_name
 from lamplight_mail.web.template_globals import format_datetime
-from tests.limits_support import make_account, make_send, people, record_sent
+from tests.factories import make_account, make_send, people, record_sent
 
 NAMED_RECIPIENTS = [
     ("zoe@example.org", "Zoë Ångström"),
@@ -43,7 +43,9 @@ def flagged_send(app, auth):
         operator = db.session.get(
             User, auth.create_user("olive@charity.example", Role.OPERATOR, "Olive Operator")
         )
-        account = make_account(daily_limit=100, per_minute_limit=30)
+        account = make_account(
+            daily_limit=100, per_minute_limit=30, from_email="office@charity.example"
+        )
         record_sent(operator, account, 40)
         send = make_send(
             operator,

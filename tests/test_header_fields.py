@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, Send, User
-from tests.accounts_support import form_data
-from tests.outbox_support import make_account
+from tests.factories import make_account
+from tests.pages import form_data
 
 # Each character the email library rejects in a header, and a plain control character.
 BREAKING = ["\u2028", "\u2029", "\x0b", "\x0c", "\x85", "\x1c", "\x1d", "\x1e", "\r", "\n"]

@@ -12,7 +12,7 @@ from lamplight_mail import providers
 from lamplight_mail.delivery import limits
 from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.models import MessageStatus, Role, SendStatus, User, utcnow
-from tests.limits_support import make_account, make_send, people, record_sent
+from tests.factories import make_account, make_send, people, record_sent
 
 HOUR = 3600
 

@@ -10,13 +10,8 @@ import pytest
 from lamplight_mail.delivery import limits
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role, User, utcnow
-from tests.limits_support import (
-    acquire_paced,
-    acquire_until_empty,
-    hold_connections,
-    make_account,
-    record_sent,
-)
+from tests.factories import make_account, record_sent
+from tests.workers import acquire_paced, acquire_until_empty, hold_connections
 
 pytestmark = pytest.mark.slow
 

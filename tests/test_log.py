@@ -13,16 +13,8 @@ from sqlalchemy import select
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Message, MessageStatus
-from tests.dashboard_support import (
-    add_messages,
-    link,
-    make_account,
-    make_send,
-    make_user,
-    section,
-    text,
-    walk,
-)
+from tests.factories import add_messages, make_account, make_send, make_user
+from tests.pages import link, section, text, walk
 
 DAY = datetime(2026, 3, 10, 9, 30)
 
@@ -46,11 +38,11 @@ def _all_ids(app) -> list[int]:
 def mailbox(app):
     """Two accounts, two senders, messages in every state over three days."""
     with app.app_context():
-        olive = make_user("olive@charity.example", "Olive Operator")
-        pat = make_user("pat@charity.example", "Pat Operator")
-        system = make_account(daily_limit=1000)
-        own = make_account(olive, daily_limit=1000)
-        news = make_send(system, olive, subject="Spring newsletter", created_at=DAY)
+        olive = make_user("olive@charity.example", name="Olive Operator")
+        pat = make_user("pat@charity.example", name="Pat Operator")
+        system = make_account(daily_limit=1000, from_email="office@charity.example")
+        own = make_account(owner=olive, daily_limit=1000)
+        news = make_send(olive, system, subject="Spring newsletter", created_at=DAY)
         add_messages(news, 4, MessageStatus.SENT, created_at=DAY, sent_at=DAY)
         add_messages(
             news,
@@ -63,12 +55,12 @@ def mailbox(app):
             last_response="5.1.1 User unknown",
         )
         later = DAY + timedelta(days=1)
-        rota = make_send(own, olive, subject="Volunteer rota 100% confirmed", created_at=later)
+        rota = make_send(olive, own, subject="Volunteer rota 100% confirmed", created_at=later)
         add_messages(
             rota, 3, MessageStatus.DEFERRED, created_at=later, recipient="vol{n}@EXAMPLE.net"
         )
         last = DAY + timedelta(days=2)
-        food = make_send(system, pat, subject='=HYPERLINK("x") food bank', created_at=last)
+        food = make_send(pat, system, subject='=HYPERLINK("x") food bank', created_at=last)
         add_messages(
             food, 5, MessageStatus.QUEUED, created_at=last, recipient="family{n}@example.org"
         )
@@ -116,7 +108,7 @@ def test_rows_show_account_sender_state_attempts_and_server_answer(browser, admi
 def test_keyset_pages_cover_every_row_once_with_ties_on_created_at(app, browser, admin):
     with app.app_context():
         olive = make_user("olive@charity.example")
-        send = make_send(make_account(olive), olive)
+        send = make_send(olive, make_account(owner=olive))
         # 120 rows share one created_at (a bulk compose); 17 more have their own times.
         add_messages(send, 120, MessageStatus.QUEUED, created_at=DAY)
         for minute in range(17):
@@ -137,7 +129,7 @@ def test_keyset_pages_cover_every_row_once_with_ties_on_created_at(app, browser,
 def test_filters_are_kept_across_pages(app, browser, admin, mailbox):
     with app.app_context():
         olive = make_user("other@charity.example")
-        send = make_send(make_account(olive), olive)
+        send = make_send(olive, make_account(owner=olive))
         add_messages(send, 60, MessageStatus.FAILED, created_at=DAY)
         add_messages(send, 60, MessageStatus.SENT, created_at=DAY)
         db.session.commit()
@@ -189,7 +181,7 @@ def test_csv_export_holds_exactly_the_filtered_rows(app, browser, admin, mailbox
 def test_csv_export_of_everything_streams_in_batches_and_defuses_formulas(app, browser, admin):
     with app.app_context():
         olive = make_user("olive@charity.example")
-        send = make_send(make_account(olive), olive, subject='=HYPERLINK("http://x")')
+        send = make_send(olive, make_account(owner=olive), subject='=HYPERLINK("http://x")')
         add_messages(send, 2345, MessageStatus.SENT, created_at=DAY, sent_at=DAY)
         db.session.commit()
     response = browser.get("/log/export.csv")

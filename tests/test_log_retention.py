@@ -11,14 +11,8 @@ from sqlalchemy import func, select
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuditEvent, Message, MessageStatus, Send, SendStatus, utcnow
 from lamplight_mail.ops import retention
-from tests.dashboard_support import (
-    add_daily,
-    add_messages,
-    make_account,
-    make_send,
-    make_user,
-    section,
-)
+from tests.factories import add_daily, add_messages, make_account, make_send, make_user
+from tests.pages import section
 
 
 def _count(model, *where) -> int:
@@ -36,14 +30,14 @@ def test_purge_deletes_old_finished_messages_and_keeps_the_chart(app, browser, a
     now = utcnow()
     with app.app_context():
         olive = make_user("olive@charity.example")
-        account = make_account(olive, daily_limit=500)
+        account = make_account(owner=olive, daily_limit=500)
         for days_ago, sent in ((10, 30), (9, 12), (1, 5)):
             created = now - timedelta(days=days_ago)
-            old = make_send(account, olive, status=SendStatus.DONE, created_at=created)
+            old = make_send(olive, account, status=SendStatus.DONE, created_at=created)
             add_messages(old, sent, MessageStatus.SENT, created_at=created, sent_at=created)
             add_daily(account, created.date(), sent=sent)
         mixed_at = now - timedelta(days=12)
-        mixed = make_send(account, olive, status=SendStatus.SENDING, created_at=mixed_at)
+        mixed = make_send(olive, account, status=SendStatus.SENDING, created_at=mixed_at)
         add_messages(mixed, 4, MessageStatus.FAILED, created_at=mixed_at)
         add_messages(mixed, 2, MessageStatus.DEFERRED, created_at=mixed_at)  # still to send
         account_id, mixed_id = account.id, mixed.id
@@ -69,10 +63,10 @@ def test_retention_setting_defaults_to_90_days_and_drives_the_purge(app):
     now = utcnow()
     with app.app_context():
         olive = make_user("olive@charity.example")
-        account = make_account(olive)
+        account = make_account(owner=olive)
         for days_ago in (100, 45, 20):
             created = now - timedelta(days=days_ago)
-            send = make_send(account, olive, status=SendStatus.DONE, created_at=created)
+            send = make_send(olive, account, status=SendStatus.DONE, created_at=created)
             add_messages(send, 3, MessageStatus.SENT, created_at=created, sent_at=created)
         db.session.commit()
 
@@ -95,9 +89,9 @@ def test_purge_works_in_batches(app):
     created = utcnow() - timedelta(days=200)
     with app.app_context():
         olive = make_user("olive@charity.example")
-        account = make_account(olive)
+        account = make_account(owner=olive)
         for _ in range(3):
-            send = make_send(account, olive, status=SendStatus.DONE, created_at=created)
+            send = make_send(olive, account, status=SendStatus.DONE, created_at=created)
             add_messages(send, 11, MessageStatus.SENT, created_at=created, sent_at=created)
         db.session.commit()
         result = retention.purge(90, batch_size=4)

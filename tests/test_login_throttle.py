@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 WRONG = "not the password at all"
 
@@ -95,7 +95,7 @@ def test_an_unknown_email_costs_a_password_hash_like_a_known_one(auth, browser):
 
 def test_a_new_password_from_an_admin_lets_a_locked_out_user_in(app, auth, browser):
     """What the refusal advises: an admin sets a new password, and it works at once."""
-    from tests.conftest import AuthActions, Browser
+    from tests.pages import AuthActions, Browser
 
     user_id = auth.create_user("olive@charity.example")
     for attempt in range(10):
@@ -136,7 +136,7 @@ def test_a_forged_forwarded_address_does_not_escape_the_throttle(auth, browser):
 def test_behind_a_trusted_proxy_clients_are_counted_apart(make_app, app_config):
     """LAMPLIGHT_MAIL_PROXY_HOPS=1: one client's failures do not lock out the others who
     arrive through the same proxy."""
-    from tests.conftest import AuthActions, Browser
+    from tests.pages import AuthActions, Browser
 
     proxied = make_app({**app_config, "PROXY_HOPS": 1})
     browser = Browser(proxied.test_client())
@@ -151,7 +151,7 @@ def test_behind_a_trusted_proxy_clients_are_counted_apart(make_app, app_config):
 
 def test_with_redis_unreachable_log_in_still_works(make_app, app_config):
     """The throttle steps aside rather than lock everyone out during a Redis outage."""
-    from tests.conftest import AuthActions, Browser
+    from tests.pages import AuthActions, Browser
 
     no_redis = make_app({**app_config, "REDIS_URL": "redis://127.0.0.1:1/0"})
     browser = Browser(no_redis.test_client())

@@ -30,7 +30,8 @@ from lamplight_mail.models import (
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
-from tests.outbox_support import make_account, make_user, queued_job_args, run_burst_worker
+from tests.factories import make_account, make_user, queued_job_args
+from tests.workers import run_burst_worker
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,7 @@ from werkzeug.datastructures import FileStorage
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Message, Role, User
 from lamplight_mail.wording import plural, send_name
-from tests.limits_support import flagged_and_queued, make_account
-from tests.outbox_support import make_account as make_server_account
+from tests.factories import flagged_and_queued, make_account
 
 STYLESHEET = Path(__file__).resolve().parent.parent / "static" / "style.css"
 
@@ -36,7 +35,7 @@ def sends(app, auth):
     operator_id = auth.create_user("olive@charity.example", Role.OPERATOR, "Olive Operator")
     with app.app_context():
         operator = db.session.get(User, operator_id)
-        account = make_account()
+        account = make_account(from_email="office@charity.example", default_for_operators=True)
         flagged, queued = flagged_and_queued(operator, account)
         db.session.commit()
         return flagged.id, queued.id
@@ -131,7 +130,7 @@ def test_a_bad_unsubscribe_link_gets_a_plain_page(app, bad):
 def test_a_send_to_one_recipient_says_one_recipient(app, auth, browser, smtp_server):
     user_id = auth.login_operator()
     with app.app_context():
-        make_server_account(smtp_server, owner=db.session.get(User, user_id))
+        make_account(smtp_server, owner=db.session.get(User, user_id))
     response = browser.post(
         "/compose",
         {"recipients": "amy@example.org", "subject": "Hello", "body": "Dear friend\n"},

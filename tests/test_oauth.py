@@ -14,12 +14,12 @@ from lamplight_mail.extensions import db
 from lamplight_mail.models import AuditEvent, EmailAccount, OAuthRegistration
 from lamplight_mail.oauth import tokens
 from lamplight_mail.oauth.providers import ErrorKind
-from tests.accounts_support import stored_text
-from tests.conftest import PUBLIC_URL
+from tests.factories import redis_values, stored_text
 from tests.oauth_servers import (
     GOOGLE_CLIENT_SECRET,
     MS_CLIENT_ID,
     MS_CLIENT_SECRET,
+    PUBLIC_URL,
     TENANT,
 )
 from tests.oauth_support import (
@@ -30,7 +30,6 @@ from tests.oauth_support import (
     sign_in,
     stored_refresh_token,
 )
-from tests.outbox_support import redis_values
 
 
 @pytest.fixture
@@ -396,7 +395,7 @@ def test_keys_rotate_covers_refresh_tokens_and_client_secrets(
 def test_office365_password_accounts_get_the_notice_and_switch_in_one_click(
     app, auth, admin, browser, authority
 ):
-    from tests.accounts_support import form_data
+    from tests.pages import form_data
 
     register_apps(browser)
     browser.post("/admin/email/system", form_data(from_name="Riverside Food Bank"))

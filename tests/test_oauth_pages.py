@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from lamplight_mail.models import Role
-from tests.accounts_support import form_data
 from tests.oauth_support import accounts_in_db, oauth_form, register_apps, sign_in
+from tests.pages import form_data
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Message
-from tests.conftest import SMTP_USER
+from tests.factories import SMTP_USER
 from tests.oauth_servers import MAILBOX
 from tests.oauth_support import accounts_in_db, oauth_form, register_apps, sign_in
-from tests.outbox_support import run_burst_worker
+from tests.workers import run_burst_worker
 
 pytestmark = pytest.mark.slow
 

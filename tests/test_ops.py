@@ -16,7 +16,7 @@ from lamplight_mail.delivery import latency, outbox
 from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
 from lamplight_mail.models import MessageStatus, SendStatus, utcnow
-from tests.dashboard_support import add_daily, add_messages, make_account, make_send, make_user
+from tests.factories import add_daily, add_messages, make_account, make_send, make_user
 
 
 def _use_redis(app, url: str) -> None:
@@ -93,15 +93,15 @@ def test_metrics_count_what_the_database_holds(app, client):
     now = utcnow()
     with app.app_context():
         olive = make_user("olive@charity.example")
-        account = make_account(olive, daily_limit=200)
+        account = make_account(owner=olive, daily_limit=200)
         quiet = make_account(daily_limit=1000)
         add_daily(account, now.date(), sent=40, failed=2)
         add_daily(account, now.date() - timedelta(days=30), sent=15, failed=1)
-        send = make_send(account, olive)
+        send = make_send(olive, account)
         add_messages(send, 40, MessageStatus.SENT, sent_at=now - timedelta(hours=2))
         add_messages(send, 3, MessageStatus.QUEUED, due_at=now - timedelta(minutes=5))
         add_messages(send, 2, MessageStatus.DEFERRED, due_at=now + timedelta(minutes=30))
-        make_send(account, olive, status=SendStatus.FLAGGED)
+        make_send(olive, account, status=SendStatus.FLAGGED)
         ids = {"account": account.id, "quiet": quiet.id}
         db.session.commit()
         outbox.mail_queue().enqueue("lamplight_mail.delivery.job.deliver", account.id)

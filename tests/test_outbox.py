@@ -21,7 +21,7 @@ from lamplight_mail.models import (
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
-from tests.outbox_support import make_account, make_user, queued_job_args, statuses
+from tests.factories import make_account, make_user, queued_job_args, statuses
 
 PEOPLE = [Recipient("amy@example.org", "Amy Ng"), Recipient("bo@example.org", "Bo Ørsted")]
 
@@ -66,7 +66,7 @@ def test_a_flagged_send_is_held_and_nothing_is_enqueued(ctx):
 
 def test_release_queues_the_send_enqueues_and_records_who(ctx):
     user, account = make_user(), make_account()
-    admin = make_user("ada@charity.example", Role.ADMIN)
+    admin = make_user("ada@charity.example", role=Role.ADMIN)
     send = outbox.create_send(user, account, PEOPLE, "Big", "Hi", flag_reason="Over the limit")
 
     outbox.release(send, admin)
@@ -84,7 +84,7 @@ def test_release_queues_the_send_enqueues_and_records_who(ctx):
 
 def test_cancel_cancels_what_is_not_sent_and_is_audited(ctx):
     user, account = make_user(), make_account()
-    admin = make_user("ada@charity.example", Role.ADMIN)
+    admin = make_user("ada@charity.example", role=Role.ADMIN)
     send = outbox.create_send(user, account, [*PEOPLE, Recipient("cy@example.org")], "S", "B")
     first = db.session.scalars(select(Message).where(Message.send_id == send.id)).first()
     first.status, first.sent_at = MessageStatus.SENT, utcnow()

@@ -11,9 +11,8 @@ from html.parser import HTMLParser
 import pytest
 
 from lamplight_mail.extensions import db
-from lamplight_mail.models import AccountKind, Role, User
-from tests.accounts_support import make_account
-from tests.limits_support import flagged_and_queued
+from lamplight_mail.models import Role, User
+from tests.factories import flagged_and_queued, make_account
 
 UNLABELLED_TYPES = {"hidden", "submit", "button", "image", "reset"}
 
@@ -73,8 +72,8 @@ def everything(app, auth):
     operator_id = auth.create_user("olive@charity.example", Role.OPERATOR, "Olive Operator")
     with app.app_context():
         operator = db.session.get(User, operator_id)
-        make_account(AccountKind.SYSTEM, default_for_operators=True)
-        own = make_account(owner=operator, password=None)
+        make_account(audited=True, provider="office365", default_for_operators=True)
+        own = make_account(owner=operator, password=None, audited=True, provider="office365")
         flagged, queued = flagged_and_queued(operator, own)
         db.session.commit()
         return {
@@ -153,7 +152,7 @@ def test_every_page_links_a_favicon_that_is_served(auth, browser):
 def test_an_action_address_opened_as_a_page_says_where_its_button_is(app, auth, browser):
     auth.login_admin()
     with app.app_context():
-        account_id = make_account(AccountKind.SYSTEM).id
+        account_id = make_account(audited=True, provider="office365").id
     response = browser.get(f"/admin/email/{account_id}/test")
     assert response.status_code == 405
     page = response.get_data(as_text=True)

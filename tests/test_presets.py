@@ -6,8 +6,8 @@ import pytest
 
 from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
-from lamplight_mail.models import AccountKind
-from tests.accounts_support import form_data, input_value, make_account, selected_option
+from tests.factories import OFFICE365, make_account
+from tests.pages import form_data, input_value, selected_option
 
 EXPECTED = {
     # provider: (host, auth, recipients a day, messages a minute, recipients per message)
@@ -48,7 +48,9 @@ def test_each_provider_hint_speaks_of_that_provider(auth, browser):
 def test_a_gmail_account_flags_a_send_over_2000_messages_a_day(app):
     """One recipient per message: the recipients-a-day window counts messages too."""
     with app.app_context():
-        account = make_account(AccountKind.SYSTEM, provider="gmail", daily_limit=2_000)
+        account = make_account(
+            audited=True, **(OFFICE365 | {"provider": "gmail", "daily_limit": 2_000})
+        )
         assert outbox.flag_reason(account, 2_000) is None
         assert outbox.flag_reason(account, 2_001) is not None
         db.session.rollback()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from lamplight_mail.headers import header_breaking_character
 from lamplight_mail.recipients import UnreadableFile, read_csv, read_lines
-from tests.conftest import Browser
+from tests.pages import Browser
 from tests.routes_support import World, all_routes, make_world
 
 # Anything a browser can send: every code point but lone surrogates (not encodable as UTF-8).

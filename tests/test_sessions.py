@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuditEvent, Role, User
-from tests.conftest import PASSWORD, AuthActions, Browser
+from tests.factories import PASSWORD
+from tests.pages import AuthActions, Browser
 
 
 def _logged_in_elsewhere(app, email: str) -> Browser:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role, User
-from tests.conftest import Browser
+from tests.pages import Browser
 
 CONCURRENT = 6
 

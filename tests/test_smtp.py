@@ -14,7 +14,7 @@ from lamplight_mail.delivery.transports.base import (
 from lamplight_mail.delivery.transports.smtp import connect
 from lamplight_mail.models import AuthMethod, Security
 from lamplight_mail.providers import AnswerKind
-from tests.conftest import SMTP_PASSWORD, SMTP_USER
+from tests.factories import SMTP_PASSWORD, SMTP_USER
 from tests.smtp_servers import start_server
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from lamplight_mail.extensions import db
-from lamplight_mail.models import AccountKind, EmailAccount
-from tests.accounts_support import make_account
+from lamplight_mail.models import EmailAccount
+from tests.factories import OFFICE365, make_account
 
 
 def _account_with_times(app, paused_at: datetime, succeeded_at: datetime) -> None:
     with app.app_context():
-        account = make_account(AccountKind.SYSTEM)
+        account = make_account(audited=True, **OFFICE365)
         account = db.session.get(EmailAccount, account.id)
         account.last_outcome_ok, account.last_success_at = True, succeeded_at
         account.last_success_answer = "250 2.0.0 OK"

@@ -7,10 +7,9 @@ from datetime import timedelta
 
 from lamplight_mail.accounts import health
 from lamplight_mail.extensions import db
-from lamplight_mail.models import AccountKind, AuthMethod, EmailAccount, MessageStatus, Security
-from tests.accounts_support import make_account, server_form_data
-from tests.conftest import SMTP_PASSWORD
-from tests.dashboard_support import add_messages, make_send
+from lamplight_mail.models import AuthMethod, EmailAccount, MessageStatus, Security
+from tests.factories import OFFICE365, SMTP_PASSWORD, add_messages, make_account, make_send
+from tests.pages import server_form_data
 from tests.smtp_servers import start_server
 
 
@@ -20,10 +19,15 @@ def test_the_check_page_says_signed_in_only_when_it_was(app, auth, browser, smtp
     try:
         with app.app_context():
             refused_id = make_account(
-                owner=auth.user(admin_id), server=smtp_server, password="the sign-in password"
+                audited=True,
+                **OFFICE365,
+                owner=auth.user(admin_id),
+                server=smtp_server,
+                password="the sign-in password",
             ).id
             relay_id = make_account(
-                AccountKind.SYSTEM,
+                audited=True,
+                **OFFICE365,
                 server=relay,
                 password=None,
                 auth_method=AuthMethod.NONE,
@@ -44,7 +48,7 @@ def test_the_log_shows_the_code_once_and_the_audit_trail_reads_as_words(
 ):
     auth.login_admin()
     with app.app_context():
-        account_id = make_account(AccountKind.SYSTEM, server=smtp_server).id
+        account_id = make_account(audited=True, **OFFICE365, server=smtp_server).id
     browser.post(f"/admin/email/{account_id}/test-email", {"to": "ada@example.org"})
     browser.post("/admin/email/system", server_form_data(smtp_server, password=SMTP_PASSWORD))
 
@@ -60,8 +64,8 @@ def test_the_log_shows_the_code_once_and_the_audit_trail_reads_as_words(
 def test_deferred_times_in_one_minute_and_held_mail_read_right(app, auth, browser):
     admin_id = auth.login_admin()
     with app.app_context():
-        account = make_account(AccountKind.SYSTEM)
-        send = make_send(account, auth.user(admin_id))
+        account = make_account(audited=True, **OFFICE365)
+        send = make_send(auth.user(admin_id), account)
         due = (account.created_at + timedelta(minutes=10)).replace(second=5)
         add_messages(send, 1, MessageStatus.DEFERRED, due_at=due)
         add_messages(send, 1, MessageStatus.DEFERRED, due_at=due.replace(second=40))
@@ -112,8 +116,8 @@ def test_the_welcome_and_the_empty_dashboard_link_to_communication_settings(brow
 def test_compose_tells_an_operator_whose_account_waits_for_its_password(app, auth, browser):
     operator_id = auth.login_operator()
     with app.app_context():
-        make_account(AccountKind.SYSTEM, default_for_operators=True)
-        make_account(owner=auth.user(operator_id), password=None)
+        make_account(audited=True, **OFFICE365, default_for_operators=True)
+        make_account(audited=True, **OFFICE365, owner=auth.user(operator_id), password=None)
 
     page = browser.get("/compose").get_data(as_text=True)
 
@@ -126,7 +130,7 @@ def test_authentication_none_asks_before_dropping_the_stored_password(
 ):
     auth.login_admin()
     with app.app_context():
-        account_id = make_account(AccountKind.SYSTEM, server=smtp_server).id
+        account_id = make_account(audited=True, **OFFICE365, server=smtp_server).id
     relay = server_form_data(smtp_server, auth_method="none", security="none", password="")
     relay["password_action"] = "keep"
 

@@ -20,15 +20,16 @@ from lamplight_mail.models import (
     SendStatus,
 )
 from lamplight_mail.recipients import Recipient
-from tests.conftest import SMTP_PASSWORD, SMTP_USER
-from tests.outbox_support import (
+from tests.factories import (
+    SMTP_PASSWORD,
+    SMTP_USER,
     make_account,
     make_user,
     redis_values,
-    run_burst_worker,
     statuses,
 )
 from tests.smtp_servers import start_server
+from tests.workers import run_burst_worker
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ from lamplight_mail.models import (
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
-from tests.outbox_support import make_account, make_user, statuses
+from tests.factories import make_account, make_user, statuses
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_flagged_and_cancelled_sends_are_never_claimed(ctx, lease):
     people = [Recipient("x@example.org"), Recipient("y@example.org")]
     outbox.create_send(user, account, people, "S", "B", flag_reason="Over the limit")
     cancelled = outbox.create_send(user, account, people, "S", "B")
-    outbox.cancel(cancelled, make_user("ada@charity.example", Role.ADMIN))
+    outbox.cancel(cancelled, make_user("ada@charity.example", role=Role.ADMIN))
     assert lease(account.id).claim(10) == []
 
 
@@ -196,7 +196,7 @@ def test_recording_sent_counts_it_and_finishing_marks_the_send_done(ctx, lease):
 
 def test_cancelling_mid_batch_stops_the_rest_but_the_message_on_the_wire_counts(ctx, lease):
     send = _send(3)
-    admin = make_user("ada@charity.example", Role.ADMIN)
+    admin = make_user("ada@charity.example", role=Role.ADMIN)
     db.session.commit()
     worker = lease(send.account_id)
     first, second, third = worker.claim(10)

@@ -22,16 +22,8 @@ from lamplight_mail.models import (
     utcnow,
 )
 from lamplight_mail.recipients import Recipient
-from tests.conftest import SMTP_PASSWORD
-from tests.outbox_support import (
-    WorkerProcess,
-    explained_by,
-    make_account,
-    make_user,
-    run_burst_worker,
-    statuses,
-    wait_until,
-)
+from tests.factories import SMTP_PASSWORD, make_account, make_user, statuses
+from tests.workers import WorkerProcess, explained_by, run_burst_worker, wait_until
 
 pytestmark = pytest.mark.slow
 

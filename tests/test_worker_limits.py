@@ -18,16 +18,9 @@ from lamplight_mail.delivery import limits, outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, Message, MessageStatus, Role, User
 from lamplight_mail.recipients import Recipient
-from tests.conftest import AuthActions, Browser
-from tests.dashboard_support import definitions, section, text
-from tests.outbox_support import (
-    make_account,
-    make_user,
-    run_burst_worker,
-    running_workers,
-    statuses,
-    wait_until,
-)
+from tests.factories import make_account, make_user, statuses
+from tests.pages import AuthActions, Browser, definitions, section, text
+from tests.workers import run_burst_worker, running_workers, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -42,16 +35,15 @@ def ctx(app):
 
 @pytest.fixture
 def user(ctx) -> User:
-    return make_user("olive@charity.example", Role.ADMIN)
+    return make_user("olive@charity.example", role=Role.ADMIN)
 
 
 def limited_account(
     server, *, daily: int, per_minute: int = 100_000, cap: int = 3, owner: User | None = None
 ):
-    account = make_account(server, connection_cap=cap, owner=owner)
-    account.daily_limit, account.per_minute_limit = daily, per_minute
-    db.session.commit()
-    return account
+    return make_account(
+        server, owner=owner, daily_limit=daily, per_minute_limit=per_minute, connection_cap=cap
+    )
 
 
 def compose(user: User, account: EmailAccount, addresses: list[str], flag_reason=None):

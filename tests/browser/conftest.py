@@ -9,23 +9,18 @@ they fail instead.
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
 from tests.ci_support import unavailable
-from tests.outbox_support import PROJECT_ROOT, WorkerProcess
-from tests.smtp_servers import SMTPServer, free_port
+from tests.smtp_servers import SMTPServer
+from tests.workers import PROJECT_ROOT, LiveApp, WebProcess, WorkerProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -45,7 +40,6 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1280, "height": 800}
 # Generous: two cores shared with other engineers' test runs.
 ACTION_TIMEOUT_MS = 20_000
-STARTUP_SECONDS = 60.0
 # LAMPLIGHT_MAIL_SCREENSHOTS=1 refreshes the committed screenshots; otherwise they go to the
 # test's temporary folder, so a test run never leaves the work tree changed.
 SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
@@ -139,63 +133,6 @@ def screenshot(tmp_path: Path):
 # --- The app, served for real --------------------------------------------------------------
 
 
-class WebProcess(WorkerProcess):
-    """`flask run` on 127.0.0.1 with a worker's lifecycle (its own process group, its output in
-    a log file, stopped with SIGTERM, then SIGKILL), only started with another command."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "flask", "--app", "app", "run"),
-                *("--host", "127.0.0.1", "--port", str(self.port)),
-                *("--no-reload", "--no-debugger"),
-            ],
-            env={**env, "FLASK_DEBUG": "0"},
-            cwd=PROJECT_ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _health(url: str) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:
-            return json.load(response)
-    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
-        return None  # not listening yet, or 503 while something is still starting
-
-
-class LiveApp:
-    """The running app: its address, and the SMTP server its accounts point at."""
-
-    def __init__(self, web: WebProcess, worker: WorkerProcess, smtp: SMTPServer) -> None:
-        self.web = web
-        self.worker = worker
-        self.smtp = smtp
-        self.url = web.url
-
-    def wait_until_ready(self) -> None:
-        """Until /healthz says the database and Redis answer and the worker has registered."""
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            for name, process in (("web", self.web), ("worker", self.worker)):
-                if process.process.poll() is not None:
-                    raise AssertionError(f"the {name} process exited:\n{self.logs()}")
-            health = _health(self.url)
-            if health and health.get("workers", 0) >= 1:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"the app was not ready in {STARTUP_SECONDS:.0f} s:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return f"--- web\n{self.web.output()}\n--- worker\n{self.worker.output()}"
-
-
 @contextmanager
 def serve(
     env: dict[str, str], smtp: SMTPServer, tmp_path: Path, request: pytest.FixtureRequest
@@ -212,6 +149,14 @@ def serve(
     finally:
         worker.stop()
         web.stop()
+
+
+@pytest.fixture
+def serve_app(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[dict[str, str], SMTPServer], AbstractContextManager[LiveApp]]:
+    """`serve` for this test: `with serve_app(env, smtp) as app:` in a test's own live_app."""
+    return functools.partial(serve, tmp_path=tmp_path, request=request)
 
 
 @pytest.fixture

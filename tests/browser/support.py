@@ -7,10 +7,8 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from lamplight_mail.extensions import db
 from lamplight_mail.models import Role
-from tests.conftest import PASSWORD
-from tests.outbox_support import make_account, make_user
+from tests.factories import PASSWORD, make_account, make_user
 from tests.smtp_servers import SMTPServer
 
 try:
@@ -48,10 +46,10 @@ def seed_people_and_account(app: Flask, smtp_server: SMTPServer, *, daily_limit:
     """An admin, an operator and the single account (the default for everyone) sending through
     `smtp_server`; returns the account's label as pages show it."""
     with app.app_context():
-        make_user(ADMIN, Role.ADMIN)
-        make_user(OPERATOR, Role.OPERATOR)
-        account = make_account(smtp_server)
+        make_user(ADMIN, role=Role.ADMIN)
+        make_user(OPERATOR, role=Role.OPERATOR)
         # Figures the account form accepts, so an admin can edit the account in the test.
-        account.daily_limit, account.per_minute_limit = daily_limit, 30
-        db.session.commit()
+        account = make_account(
+            smtp_server, default_for_operators=True, daily_limit=daily_limit, per_minute_limit=30
+        )
         return account.label

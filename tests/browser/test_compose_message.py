@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from flask import Flask
     from playwright.sync_api import Page
 
-    from tests.browser.conftest import LiveApp
+    from tests.workers import LiveApp
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -14,13 +14,13 @@ from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, Role
 from lamplight_mail.recipients import Recipient
 from tests.browser.support import ADMIN, OPERATOR, log_in
-from tests.outbox_support import make_account, make_user
+from tests.factories import make_account, make_user
 
 if TYPE_CHECKING:
     from flask import Flask
     from playwright.sync_api import Page
 
-    from tests.browser.conftest import LiveApp
+    from tests.workers import LiveApp
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -75,11 +75,16 @@ OVERFLOW = """() => {
 
 def _seed(app: Flask, smtp) -> None:
     with app.app_context():
-        admin = make_user(ADMIN, Role.ADMIN)
-        operator = make_user(OPERATOR, Role.OPERATOR)
-        shared = make_account(smtp, from_email=LONG, from_name="Riverside Community Food Bank")
+        admin = make_user(ADMIN, role=Role.ADMIN)
+        operator = make_user(OPERATOR, role=Role.OPERATOR)
+        shared = make_account(
+            smtp,
+            default_for_operators=True,
+            from_email=LONG,
+            from_name="Riverside Community Food Bank",
+        )
         for number in range(3):
-            person = make_user(f"{number}.{LONG}", Role.OPERATOR)
+            person = make_user(f"{number}.{LONG}", role=Role.OPERATOR)
             make_account(smtp, owner=person, from_email=f"{number}.{LONG}")
         own = make_account(smtp, owner=operator, from_email=OPERATOR)
         health.pause(

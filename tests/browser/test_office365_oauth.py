@@ -14,11 +14,10 @@ from flask import Flask
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role
-from tests.browser.conftest import LiveApp, serve
 from tests.browser.support import ADMIN, expect, log_in, nav
-from tests.conftest import SMTP_USER
+from tests.factories import SMTP_USER, make_user
 from tests.oauth_servers import MS_CLIENT_ID, MS_CLIENT_SECRET, TENANT
-from tests.outbox_support import make_user
+from tests.workers import LiveApp
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -32,15 +31,14 @@ def live_app(
     oauth_env: dict[str, str],
     trusted_ca: Path,
     xoauth2_server,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    serve_app,
 ) -> Iterator[LiveApp]:
     """The served app and a worker pointed at the local identity platform, Graph and the
     XOAUTH2 SMTP server. Without LAMPLIGHT_MAIL_PUBLIC_URL (development) the redirect URI is
     the app's own address, which is where Chromium comes back to."""
     env = {**worker_env, **oauth_env, "SSL_CERT_FILE": str(trusted_ca)}
     env.pop("LAMPLIGHT_MAIL_PUBLIC_URL")
-    with serve(env, xoauth2_server, tmp_path, request) as app:
+    with serve_app(env, xoauth2_server) as app:
         yield app
 
 
@@ -48,7 +46,7 @@ def test_an_admin_switches_office_365_to_oauth_signs_in_tests_and_sends(
     page: Page, live_app: LiveApp, app: Flask, authority, screenshot
 ):
     with app.app_context():
-        make_user(ADMIN, Role.ADMIN)
+        make_user(ADMIN, role=Role.ADMIN)
         db.session.commit()
     log_in(page, ADMIN)
 

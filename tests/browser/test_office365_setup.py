@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.browser.support import ADMIN, expect, log_in, log_out, nav
-from tests.conftest import PASSWORD, SMTP_PASSWORD, SMTP_USER
+from tests.factories import PASSWORD, SMTP_PASSWORD, SMTP_USER
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-    from tests.browser.conftest import LiveApp
+    from tests.workers import LiveApp
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.browser.support import ADMIN, expect, log_in, nav, seed_people_and_account
-from tests.conftest import SMTP_USER
+from tests.factories import SMTP_USER
 
 if TYPE_CHECKING:
     from flask import Flask
     from playwright.sync_api import Locator, Page
 
-    from tests.browser.conftest import LiveApp
+    from tests.workers import LiveApp
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -11,8 +11,9 @@ from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, Message, MessageStatus, Send, User
 from lamplight_mail.recipients import Recipient
-from tests.outbox_support import statuses, wait_until
+from tests.factories import statuses
 from tests.smtp_servers import Recorder
+from tests.workers import wait_until
 
 
 def addresses(count: int, domain: str) -> list[str]:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, MessageStatus
+from tests.factories import make_account, make_user
 from tests.faults.support import (
     addresses,
     compose,
@@ -18,8 +19,8 @@ from tests.faults.support import (
     recipients_with,
     wait_for_statuses,
 )
-from tests.outbox_support import make_account, make_user, running_workers
 from tests.smtp_servers import Recorder
+from tests.workers import running_workers
 
 pytestmark = pytest.mark.slow
 

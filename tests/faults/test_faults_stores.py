@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, select, text
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Message, MessageStatus
+from tests.factories import make_account, make_user
 from tests.faults.support import (
     addresses,
     compose,
@@ -18,7 +19,7 @@ from tests.faults.support import (
     recipients_with,
     wait_for_statuses,
 )
-from tests.outbox_support import make_account, make_user, running_workers, wait_until
+from tests.workers import running_workers, wait_until
 
 pytestmark = pytest.mark.slow
 

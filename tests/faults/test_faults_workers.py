@@ -13,17 +13,16 @@ from sqlalchemy import select
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Message, MessageStatus, utcnow
+from tests.factories import make_account, make_user
 from tests.faults.support import (
     addresses,
     compose,
     lost_and_duplicated,
     wait_for_statuses,
 )
-from tests.outbox_support import (
+from tests.workers import (
     WorkerProcess,
     explained_by,
-    make_account,
-    make_user,
     running_workers,
     wait_until,
 )
