@@ -41,9 +41,7 @@ def test_a_stalled_server_slows_only_its_own_account_in_one_worker_process(
         with running_workers(worker_env, tmp_path, 1, **settings):
             # The one worker process is in the middle of the stalled account's mail first.
             wait_until(lambda: stalled_server.recorder.open_connections() >= 1, timeout=60)
-            wait_until(
-                lambda: recipients_with(MessageStatus.SENDING, stalled_send), timeout=60
-            )
+            wait_until(lambda: recipients_with(MessageStatus.SENDING, stalled_send), timeout=60)
             healthy_send = compose(user, healthy, healthy_people)
             # The other account's mail all goes while the stall lasts.
             wait_for_statuses(healthy_send, {"sent": 30}, timeout=90)
