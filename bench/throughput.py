@@ -87,13 +87,18 @@ MERGED_BODY = (
 )
 
 
-def _serve(port: int, certificate: str, ready: multiprocessing.Event) -> None:
-    """The sink: accepts everything after STARTTLS and AUTH, keeps nothing."""
+def _serve(port: int, certificate: str, ready: multiprocessing.Event, delay: float) -> None:
+    """The sink: accepts everything after STARTTLS and AUTH, keeps nothing; answers each
+    message after `delay` seconds (a real provider's time to take it)."""
+    import asyncio
+
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
     class Sink:
         async def handle_DATA(self, server, session, envelope) -> str:
+            if delay:
+                await asyncio.sleep(delay)
             return "250 2.0.0 OK queued"
 
     def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
@@ -119,8 +124,9 @@ def _serve(port: int, certificate: str, ready: multiprocessing.Event) -> None:
 
 
 @contextmanager
-def smtp_sink(folder: Path) -> Iterator[int]:
-    """A sink in its own process on a free port; yields the port. Trusts its test CA."""
+def smtp_sink(folder: Path, delay: float = 0.0) -> Iterator[int]:
+    """A sink in its own process on a free port, taking `delay` seconds a message; yields the
+    port. Trusts its test CA."""
     authority = trustme.CA()
     authority.cert_pem.write_to_path(str(folder / "ca.pem"))
     authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
@@ -130,7 +136,7 @@ def smtp_sink(folder: Path) -> Iterator[int]:
     port = _free_port()
     spawn = multiprocessing.get_context("spawn")
     ready = spawn.Event()
-    process = spawn.Process(target=_serve, args=(port, str(folder / "server.pem"), ready))
+    process = spawn.Process(target=_serve, args=(port, str(folder / "server.pem"), ready, delay))
     process.start()
     try:
         if not ready.wait(30):
