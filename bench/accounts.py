@@ -39,7 +39,7 @@ from lamplight_mail import PROJECT_ROOT, create_app
 from lamplight_mail.accounts import editing
 from lamplight_mail.delivery import outbox
 from lamplight_mail.dev import embedded_redis
-from lamplight_mail.extensions import db
+from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.models import (
     AccountKind,
     AuthMethod,
@@ -67,6 +67,8 @@ class Run:
     messages: int
     rate: float  # messages per second, first sent to last
     rss_mb: list[float]  # each worker process's peak resident memory
+    cpu_seconds: float  # the worker processes' CPU time, start-up included
+    redis_commands: int  # what Redis processed meanwhile (the limiter, RQ, the leases' slots)
 
 
 def _accounts(port: int, count: int) -> tuple[User, list[EmailAccount]]:
@@ -101,6 +103,11 @@ def _accounts(port: int, count: int) -> tuple[User, list[EmailAccount]]:
     return user, accounts
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -130,6 +137,7 @@ def deliver(
         for account in accounts
     ]
     ids = [send.id for send in sends]
+    commands_before = _redis_commands()
     total = messages * len(accounts)
     settings = {"LAMPLIGHT_MAIL_WORKER_CONNECTIONS": str(connections)} if connections else {}
     workers = [
@@ -150,6 +158,7 @@ def deliver(
                 raise RuntimeError(f"{label}: {_sent(ids)} of {total} sent in time")
             time.sleep(0.2)
         rss = [_peak_rss_mb(worker.pid) for worker in workers]
+        cpu = sum(_cpu_seconds(worker.pid) for worker in workers)
     finally:
         for worker in workers:
             os.killpg(worker.pid, signal.SIGTERM)
@@ -159,7 +168,12 @@ def deliver(
         select(func.min(Message.sent_at), func.max(Message.sent_at)).where(Message.send_id.in_(ids))
     ).one()
     rate = (total - 1) / (last - first).total_seconds()
-    return Run(label, processes, len(accounts), total, rate, rss)
+    commands = _redis_commands() - commands_before
+    return Run(label, processes, len(accounts), total, rate, rss, cpu, commands)
+
+
+def _redis_commands() -> int:
+    return get_redis().info("stats")["total_commands_processed"]
 
 
 def _sent(send_ids: list[int]) -> int:
@@ -243,7 +257,10 @@ def main() -> None:
         memory = ", ".join(f"{mb:.0f}" for mb in run.rss_mb)
         print(
             f"{run.label:<42} {run.accounts:>3} accounts x {run.messages // run.accounts:>3}: "
-            f"{run.rate:7.1f} msg/s  x{run.rate / baseline:5.1f}  peak RSS MB: {memory}"
+            f"{run.rate:7.1f} msg/s  x{run.rate / baseline:5.1f}  "
+            f"CPU {run.cpu_seconds * 1000 / run.messages:4.1f} ms/msg  "
+            f"Redis {run.redis_commands * 1000 / run.messages:6.0f} cmd/1000 msg  "
+            f"peak RSS MB: {memory}"
         )
     print("targets: 1 process >= 200 msg/s; RSS flat from 10 to 40 accounts")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 import pytest
 
@@ -29,25 +29,10 @@ COMPOSED = 50  # per account: 40 go within the daily limit, 10 wait for tomorrow
 
 @pytest.fixture
 def servers(tls_authority, trusted_ca) -> Iterator[list[SMTPServer]]:
+    """One server per account, like smtp_server: each counts its own account's connections."""
+    serving = contextmanager(_serving)
     with ExitStack() as stack:
-        yield [
-            stack.enter_context(_closing(_serving("starttls", tls_authority)))
-            for _ in range(ACCOUNTS)
-        ]
-
-
-class _closing:
-    """A fixture-style generator as a context manager (its code after yield runs on exit)."""
-
-    def __init__(self, generator: Iterator[SMTPServer]) -> None:
-        self.generator = generator
-
-    def __enter__(self) -> SMTPServer:
-        return next(self.generator)
-
-    def __exit__(self, *exc: object) -> None:
-        for _ in self.generator:
-            pass
+        yield [stack.enter_context(serving("starttls", tls_authority)) for _ in range(ACCOUNTS)]
 
 
 def test_four_workers_over_four_accounts_lose_nothing_send_nothing_twice_exceed_no_limit(
@@ -75,8 +60,9 @@ def test_four_workers_over_four_accounts_lose_nothing_send_nothing_twice_exceed_
         with running_workers(worker_env, tmp_path, 4, **settings):
             for send in sends:
                 wait_until(
-                    lambda send=send: statuses(send.id)
-                    == {"sent": DAILY, "deferred": COMPOSED - DAILY},
+                    lambda send=send: (
+                        statuses(send.id) == {"sent": DAILY, "deferred": COMPOSED - DAILY}
+                    ),
                     timeout=120,
                 )
 
