@@ -1,6 +1,7 @@
 """Growing by processes: four `python worker.py` processes, each with several connection
 threads, over four accounts on their own servers (SQLite and PostgreSQL): nothing lost, nothing
-sent twice, and every account's connection cap, per-minute pacing and daily limit held."""
+sent twice, and every account's connection cap, per-minute pacing and daily limit held. And the
+setting that sizes a worker's threads."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from lamplight_mail.extensions import db
+from lamplight_mail.config import ConfigError, load_config
+from lamplight_mail.extensions import db, size_connection_pool
 from tests.conftest import _serving
 from tests.faults.support import addresses, compose
 from tests.outbox_support import make_account, make_user, running_workers, statuses, wait_until
@@ -79,3 +81,16 @@ def test_four_workers_over_four_accounts_lose_nothing_send_nothing_twice_exceed_
         most_reserved_within(server.recorder.messages, 3 * WINDOW_SECONDS) > PER_WINDOW
         for server in servers
     )
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", ""])
+def test_a_worker_connections_setting_that_is_not_a_positive_number_stops_start_up(tmp_path, value):
+    with pytest.raises(ConfigError, match="LAMPLIGHT_MAIL_WORKER_CONNECTIONS must be"):
+        load_config(str(tmp_path), {"LAMPLIGHT_MAIL_WORKER_CONNECTIONS": value})
+
+
+def test_the_database_pool_has_room_for_every_connection_thread(tmp_path):
+    config = load_config(str(tmp_path), {"LAMPLIGHT_MAIL_WORKER_CONNECTIONS": "8"})
+    config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    size_connection_pool(config)
+    assert config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == 5 + 3 * 8
