@@ -26,28 +26,29 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.fernet import Fernet
 from flask_migrate import upgrade
 from sqlalchemy import func, select
 
-from bench.throughput import PASSWORD, SMTP_PASSWORD, SMTP_USER, database, smtp_sink
-from lamplight_mail import PROJECT_ROOT, create_app
-from lamplight_mail.accounts import editing
+from bench.throughput import (
+    PASSWORD,
+    app_and_worker_env,
+    bench_account,
+    database,
+    smtp_sink,
+)
+from lamplight_mail import PROJECT_ROOT
 from lamplight_mail.delivery import outbox
 from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.models import (
     AccountKind,
-    AuthMethod,
     EmailAccount,
     Message,
     MessageStatus,
     Role,
-    Security,
     User,
 )
 from lamplight_mail.recipients import Recipient
@@ -80,23 +81,13 @@ def _accounts(port: int, count: int) -> tuple[User, list[EmailAccount]]:
             email=f"operator{number}@charity.example", name=f"Operator {number}", role=Role.OPERATOR
         )
         owner.set_password(PASSWORD)
-        account = EmailAccount(
+        account = bench_account(
+            port,
             kind=AccountKind.OPERATOR,
             owner=owner,
-            host="127.0.0.1",
-            port=port,
-            auth_method=AuthMethod.LOGIN,
-            security=Security.TLS,
-            username=SMTP_USER,
             from_email=f"operator{number}@charity.example",
             from_name=f"Operator {number}",
-            # Limits on, but not binding: the point is concurrency, not pacing.
-            daily_limit=10_000_000,
-            per_minute_limit=10_000_000,
-            max_recipients=500,
-            connection_cap=3,
         )
-        editing.set_password(account, SMTP_PASSWORD)
         accounts.append(account)
     db.session.add_all([user, *accounts])
     db.session.commit()
@@ -191,24 +182,7 @@ def main() -> None:
     redis_url = embedded_redis.ensure_running(folder / "redis", persist=False)
     try:
         with smtp_sink(folder, delay=SERVER_SECONDS) as port, database() as url:
-            keys = Fernet.generate_key().decode()
-            env = {
-                **os.environ,
-                "DATABASE_URL": url,
-                "REDIS_URL": redis_url,
-                "LAMPLIGHT_MAIL_KEYS": keys,
-                "SECRET_KEY": uuid.uuid4().hex,
-                "LAMPLIGHT_MAIL_INSTANCE": str(folder / "instance"),
-            }
-            os.environ["LAMPLIGHT_MAIL_INSTANCE"] = env["LAMPLIGHT_MAIL_INSTANCE"]
-            app = create_app(
-                {
-                    "SQLALCHEMY_DATABASE_URI": url,
-                    "REDIS_URL": redis_url,
-                    "FERNET_KEYS": [keys],
-                    "SECRET_KEY": env["SECRET_KEY"],
-                }
-            )
+            app, env = app_and_worker_env(folder, url, redis_url)
             with app.app_context():
                 upgrade()
                 user, accounts = _accounts(port, ACCOUNTS)

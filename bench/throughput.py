@@ -176,6 +176,29 @@ def database() -> Iterator[str]:
         admin.dispose()
 
 
+def app_and_worker_env(folder: Path, url: str, redis_url: str) -> tuple[Flask, dict[str, str]]:
+    """The bench's app on database `url`, and the environment for worker processes like it."""
+    keys = Fernet.generate_key().decode()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "LAMPLIGHT_MAIL_KEYS": keys,
+        "SECRET_KEY": uuid.uuid4().hex,
+        "LAMPLIGHT_MAIL_INSTANCE": str(folder / "instance"),
+    }
+    os.environ["LAMPLIGHT_MAIL_INSTANCE"] = env["LAMPLIGHT_MAIL_INSTANCE"]
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "REDIS_URL": redis_url,
+            "FERNET_KEYS": [keys],
+            "SECRET_KEY": env["SECRET_KEY"],
+        }
+    )
+    return app, env
+
+
 def raw_smtplib(port: int, count: int) -> float:
     """(a) Messages per second over one connection, messages rendered beforehand."""
     template = SendTemplate(
@@ -214,26 +237,35 @@ def _people(count: int) -> list[Recipient]:
 def _setup(app: Flask, port: int) -> tuple[User, EmailAccount]:
     user = User(email="olive@charity.example", name="Olive", role=Role.OPERATOR)
     user.set_password(PASSWORD)
-    account = EmailAccount(
+    account = bench_account(
+        port,
         kind=AccountKind.SYSTEM,
         default_for_operators=True,
+        from_email=SMTP_USER,
+        from_name="Riverside Food Bank",
+    )
+    db.session.add_all([user, account])
+    db.session.commit()
+    return user, account
+
+
+def bench_account(port: int, **fields: object) -> EmailAccount:
+    """An account on the bench's SMTP sink (STARTTLS, AUTH LOGIN), its limits on but set high
+    enough never to bind."""
+    account = EmailAccount(
         host="127.0.0.1",
         port=port,
         auth_method=AuthMethod.LOGIN,
         security=Security.TLS,
         username=SMTP_USER,
-        from_email=SMTP_USER,
-        from_name="Riverside Food Bank",
-        # Limits on, but not binding.
         daily_limit=10_000_000,
         per_minute_limit=10_000_000,
         max_recipients=500,
         connection_cap=3,
+        **fields,
     )
     editing.set_password(account, SMTP_PASSWORD)
-    db.session.add_all([user, account])
-    db.session.commit()
-    return user, account
+    return account
 
 
 WORKER = [sys.executable, str(PROJECT_ROOT / "worker.py"), "--burst"]
@@ -377,24 +409,7 @@ def main() -> None:
     redis_url = embedded_redis.ensure_running(folder / "redis", persist=False)
     try:
         with smtp_sink(folder) as port, database() as url:
-            keys = Fernet.generate_key().decode()
-            env = {
-                **os.environ,
-                "DATABASE_URL": url,
-                "REDIS_URL": redis_url,
-                "LAMPLIGHT_MAIL_KEYS": keys,
-                "SECRET_KEY": uuid.uuid4().hex,
-                "LAMPLIGHT_MAIL_INSTANCE": str(folder / "instance"),
-            }
-            os.environ["LAMPLIGHT_MAIL_INSTANCE"] = env["LAMPLIGHT_MAIL_INSTANCE"]
-            app = create_app(
-                {
-                    "SQLALCHEMY_DATABASE_URI": url,
-                    "REDIS_URL": redis_url,
-                    "FERNET_KEYS": [keys],
-                    "SECRET_KEY": env["SECRET_KEY"],
-                }
-            )
+            app, env = app_and_worker_env(folder, url, redis_url)
             with app.app_context():
                 upgrade()
                 user, account = _setup(app, port)
