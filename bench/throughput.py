@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import trustme
 from cryptography.fernet import Fernet
@@ -81,13 +82,18 @@ MERGED_BODY = (
 )
 
 
-def _serve(port: int, certificate: str, ready: multiprocessing.Event) -> None:
-    """The sink: accepts everything after STARTTLS and AUTH, keeps nothing."""
+def _serve(port: int, certificate: str, ready: multiprocessing.Event, delay: float) -> None:
+    """The sink: accepts everything after STARTTLS and AUTH, keeps nothing; answers each
+    message after `delay` seconds (a real provider's time to take it)."""
+    import asyncio
+
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
     class Sink:
         async def handle_DATA(self, server, session, envelope) -> str:
+            if delay:
+                await asyncio.sleep(delay)
             return "250 2.0.0 OK queued"
 
     def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
@@ -113,8 +119,9 @@ def _serve(port: int, certificate: str, ready: multiprocessing.Event) -> None:
 
 
 @contextmanager
-def smtp_sink(folder: Path) -> Iterator[int]:
-    """A sink in its own process on a free port; yields the port. Trusts its test CA."""
+def smtp_sink(folder: Path, delay: float = 0.0) -> Iterator[int]:
+    """A sink in its own process on a free port, taking `delay` seconds a message; yields the
+    port. Trusts its test CA."""
     authority = trustme.CA()
     authority.cert_pem.write_to_path(str(folder / "ca.pem"))
     authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
@@ -124,7 +131,7 @@ def smtp_sink(folder: Path) -> Iterator[int]:
     port = _free_port()
     spawn = multiprocessing.get_context("spawn")
     ready = spawn.Event()
-    process = spawn.Process(target=_serve, args=(port, str(folder / "server.pem"), ready))
+    process = spawn.Process(target=_serve, args=(port, str(folder / "server.pem"), ready, delay))
     process.start()
     try:
         if not ready.wait(30):
@@ -162,6 +169,29 @@ def database() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def app_and_worker_env(folder: Path, url: str, redis_url: str) -> tuple[Flask, dict[str, str]]:
+    """The bench's app on database `url`, and the environment for worker processes like it."""
+    keys = Fernet.generate_key().decode()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "LAMPLIGHT_MAIL_KEYS": keys,
+        "SECRET_KEY": uuid.uuid4().hex,
+        "LAMPLIGHT_MAIL_INSTANCE": str(folder / "instance"),
+    }
+    os.environ["LAMPLIGHT_MAIL_INSTANCE"] = env["LAMPLIGHT_MAIL_INSTANCE"]
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "REDIS_URL": redis_url,
+            "FERNET_KEYS": [keys],
+            "SECRET_KEY": env["SECRET_KEY"],
+        }
+    )
+    return app, env
 
 
 def raw_smtplib(port: int, count: int) -> float:
@@ -202,14 +232,20 @@ def _people(count: int) -> list[Recipient]:
 def _setup(port: int) -> tuple[User, EmailAccount]:
     user = make_user(name="Olive")
     # Limits on, but not binding.
-    account = make_account(
+    account = bench_account(port, default_for_operators=True)
+    return user, account
+
+
+def bench_account(port: int, **settings: Any) -> EmailAccount:
+    """An account on the bench's SMTP sink (STARTTLS, AUTH LOGIN), its limits on but set high
+    enough never to bind."""
+    return make_account(
         host="127.0.0.1",
         port=port,
-        default_for_operators=True,
         daily_limit=10_000_000,
         per_minute_limit=10_000_000,
+        **settings,
     )
-    return user, account
 
 
 WORKER = worker_command("--burst")
@@ -353,24 +389,7 @@ def main() -> None:
     redis_url = embedded_redis.ensure_running(folder / "redis", persist=False)
     try:
         with smtp_sink(folder) as port, database() as url:
-            keys = Fernet.generate_key().decode()
-            env = {
-                **os.environ,
-                "DATABASE_URL": url,
-                "REDIS_URL": redis_url,
-                "LAMPLIGHT_MAIL_KEYS": keys,
-                "SECRET_KEY": uuid.uuid4().hex,
-                "LAMPLIGHT_MAIL_INSTANCE": str(folder / "instance"),
-            }
-            os.environ["LAMPLIGHT_MAIL_INSTANCE"] = env["LAMPLIGHT_MAIL_INSTANCE"]
-            app = create_app(
-                {
-                    "SQLALCHEMY_DATABASE_URI": url,
-                    "REDIS_URL": redis_url,
-                    "FERNET_KEYS": [keys],
-                    "SECRET_KEY": env["SECRET_KEY"],
-                }
-            )
+            app, env = app_and_worker_env(folder, url, redis_url)
             with app.app_context():
                 upgrade()
                 user, account = _setup(port)

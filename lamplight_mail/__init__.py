@@ -59,9 +59,11 @@ def register_extensions(app: Flask) -> None:
         db,
         init_redis,
         migrate,
+        size_connection_pool,
     )
     from lamplight_mail.web.access import init_login
 
+    size_connection_pool(app.config)
     db.init_app(app)
     # Batch mode lets Alembic alter tables on SQLite, which has no ALTER COLUMN.
     migrate.init_app(app, db, directory=str(PACKAGE_DIR / "migrations"), render_as_batch=True)

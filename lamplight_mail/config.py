@@ -52,6 +52,7 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
     mode = env.get("LAMPLIGHT_MAIL_ENV", DEVELOPMENT)
     if mode not in (PRODUCTION, DEVELOPMENT):
         raise ConfigError(f"LAMPLIGHT_MAIL_ENV must be '{PRODUCTION}' or '{DEVELOPMENT}'")
+    worker_connections = _positive(env, "LAMPLIGHT_MAIL_WORKER_CONNECTIONS", 16)
 
     if mode == PRODUCTION:
         missing = [name for name in REQUIRED_IN_PRODUCTION if not env.get(name)]
@@ -102,6 +103,8 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "MAIL_MAX_ATTEMPTS": int(env.get("LAMPLIGHT_MAIL_MAX_ATTEMPTS", 8)),
         "MAIL_BATCH_SIZE": int(env.get("LAMPLIGHT_MAIL_BATCH_SIZE", 100)),
         "MAIL_JOB_SECONDS": float(env.get("LAMPLIGHT_MAIL_JOB_SECONDS", 60)),
+        # SMTP connections one worker process keeps in flight, one account each (threads).
+        "WORKER_CONNECTIONS": worker_connections,
         # The organisation's zone: every time on a page, and a compose's send_at.
         "TIMEZONE": env.get("LAMPLIGHT_MAIL_TIMEZONE", "Europe/London"),
         # Unsubscribe links and the OAuth redirect URI are built on it; unset (development
@@ -152,6 +155,13 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "MAX_FORM_MEMORY_SIZE": 4 * 1024 * 1024,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     }
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, str(default))
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
+    return int(value)
 
 
 def _check_fernet_keys(keys: list[str]) -> None:

@@ -11,7 +11,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -66,6 +66,19 @@ def begin_form_writes_immediately() -> None:
     if request.method in ("GET", "HEAD", "OPTIONS") or db.engine.dialect.name != "sqlite":
         return
     db.session.connection(execution_options={"sqlite_immediate": True})
+
+
+def size_connection_pool(config: dict) -> None:
+    """A worker's delivery thread holds up to three database connections (its claims, its
+    recorder, its session): the pool keeps room for all of them, so no thread waits on another.
+    Connections are opened only as needed, so a web process pays nothing for the room."""
+    url = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return  # one shared connection (StaticPool): nothing to size
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        **config["SQLALCHEMY_ENGINE_OPTIONS"],
+        "pool_size": 5 + 3 * config["WORKER_CONNECTIONS"],
+    }
 
 
 def init_redis(app: Flask) -> None:

@@ -28,7 +28,7 @@ from lamplight_mail.extensions import db
 from tests.ci_support import unavailable
 from tests.factories import SMTP_PASSWORD, SMTP_USER
 from tests.pages import AuthActions, Browser
-from tests.smtp_servers import SMTPServer, bound_socket, server_context, start_server
+from tests.smtp_servers import SMTPServer, bound_socket, server_context, serving
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 # Always both: without TEST_DATABASE_URL the PostgreSQL half is skipped, and the summary says
@@ -238,33 +238,26 @@ def trusted_ca(tls_authority: trustme.CA, tmp_path: Path, monkeypatch: pytest.Mo
     return path
 
 
-def _serving(mode: str, tls_authority: trustme.CA) -> Iterator[SMTPServer]:
-    server = start_server(
-        mode=mode,
-        server_context=server_context(tls_authority),
-        credentials={SMTP_USER: SMTP_PASSWORD},
-    )
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def smtp_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
     """Like Office 365: STARTTLS required before AUTH LOGIN, which is required before MAIL."""
-    yield from _serving("starttls", tls_authority)
+    with serving("starttls", tls_authority, {SMTP_USER: SMTP_PASSWORD}) as server:
+        yield server
 
 
 @pytest.fixture
 def other_smtp_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
     """A second server like smtp_server: another account's, for mail that must keep flowing
     while the first one misbehaves."""
-    yield from _serving("starttls", tls_authority)
+    with serving("starttls", tls_authority, {SMTP_USER: SMTP_PASSWORD}) as server:
+        yield server
 
 
 @pytest.fixture
 def smtp_ssl_server(tls_authority: trustme.CA, trusted_ca: Path) -> Iterator[SMTPServer]:
     """Implicit TLS (port 465 style) with AUTH required."""
-    yield from _serving("ssl", tls_authority)
+    with serving("ssl", tls_authority, {SMTP_USER: SMTP_PASSWORD}) as server:
+        yield server
 
 
 # --- OAuth 2.0: the providers' identity platforms, Graph, and SMTP with XOAUTH2 --------------

@@ -14,6 +14,8 @@ import ssl
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
@@ -327,3 +329,18 @@ def start_server(
     return SMTPServer(
         host="127.0.0.1", port=controller.port, recorder=recorder, controller=controller
     )
+
+
+@contextmanager
+def serving(
+    mode: str, tls_authority: trustme.CA, credentials: dict[str, str]
+) -> Iterator[SMTPServer]:
+    """A server as the suite's fixtures make it (its certificate from `tls_authority`, which the
+    tests trust), stopped on leaving."""
+    server = start_server(
+        mode=mode, server_context=server_context(tls_authority), credentials=credentials
+    )
+    try:
+        yield server
+    finally:
+        server.stop()

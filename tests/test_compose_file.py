@@ -1,9 +1,14 @@
-"""Issue 10, item 17: the compose file's Redis requires a password, and the app is given it."""
+"""The production stack's docker-compose.yml, checked against the app itself (no Docker engine
+runs in CI): its services, commands, settings, Redis options and the workers' stop."""
 
 from __future__ import annotations
 
 import re
+import tomllib
 
+import yaml
+
+from lamplight_mail.config import load_config
 from tests.workers import PROJECT_ROOT
 
 
@@ -13,3 +18,70 @@ def test_compose_redis_requires_the_password_the_app_uses():
     url = re.search(r"REDIS_URL: (\S+)", compose).group(1)
     assert url.startswith("redis://:${REDIS_PASSWORD:?")
     assert "REDIS_PASSWORD=" in (PROJECT_ROOT / ".env.example").read_text()
+
+
+def _compose() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+
+
+def _names(text: str) -> set[str]:
+    return set(
+        re.findall(r"\b(?:LAMPLIGHT_MAIL_[A-Z_]+|DATABASE_URL|REDIS_URL|SECRET_KEY)\b", text)
+    )
+
+
+def test_every_setting_the_compose_file_gives_the_app_is_one_the_app_reads():
+    services = _compose()["services"]
+    package = PROJECT_ROOT / "lamplight_mail"
+    config = (package / "config.py").read_text()
+    known = _names(config) | _names((package / "__init__.py").read_text())
+    for name in ("web", "worker"):
+        given = set(services[name]["environment"])
+        assert given - {"PATH"} <= known, f"{name}: {given - known - {'PATH'}}"
+    # Whatever production requires comes from .env (every name the app refuses to start
+    # without is there to be filled in).
+    env_example = _names((PROJECT_ROOT / ".env.example").read_text())
+    required = re.search(r"REQUIRED_IN_PRODUCTION = \(([^)]*)\)", config, re.S).group(1)
+    assert _names(required) <= env_example | set(services["web"]["environment"])
+    assert services["web"]["env_file"] == services["worker"]["env_file"] == ".env"
+
+
+def test_the_services_run_the_apps_own_commands():
+    services = _compose()["services"]
+    assert set(services) >= {"postgres", "redis", "web", "worker", "mailpit"}
+    scripts = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert services["worker"]["command"] == ["lamplight-mail-worker"]
+    assert scripts["lamplight-mail-worker"] == "lamplight_mail.delivery.worker:main"
+    web = services["web"]["command"]
+    assert "db upgrade" in web  # migrations first, then the app
+    assert re.search(r"gunicorn .*'lamplight_mail:create_app\(\)'", web)
+    assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+
+
+def test_workers_scale_restart_and_stop_gracefully(tmp_path):
+    services = _compose()["services"]
+    worker = services["worker"]
+    # --scale worker=N needs no fixed name or host port per container.
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["restart"] == "unless-stopped"
+    grace = int(worker["stop_grace_period"].removesuffix("s"))
+    smtp_timeout = load_config(str(tmp_path), {})["SMTP_TIMEOUT_SECONDS"]
+    # Longer than the longest a message on the wire can take, and than the worker's 10 s stop.
+    assert grace > smtp_timeout and grace > 10
+    for name in ("postgres", "redis", "web"):
+        assert "healthcheck" in services[name], name
+        assert services[name]["restart"] == "unless-stopped", name
+
+
+def test_redis_keeps_what_rq_and_the_limiter_need():
+    command = _compose()["services"]["redis"]["command"]
+    options = dict(zip(command[1::2], command[2::2], strict=False))
+    assert options["--appendonly"] == "yes"
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert options["--requirepass"].startswith("${REDIS_PASSWORD:?")
+
+
+def test_mailpit_runs_only_in_the_development_profile():
+    services = _compose()["services"]
+    assert services["mailpit"]["profiles"] == ["dev"]
+    assert all("profiles" not in services[name] for name in ("postgres", "redis", "web", "worker"))

@@ -31,7 +31,7 @@ from flask import current_app
 
 from lamplight_mail import crypto, suppressions
 from lamplight_mail.accounts import health, resolution
-from lamplight_mail.delivery import limits, outbox
+from lamplight_mail.delivery import connections, limits, outbox
 from lamplight_mail.delivery.claims import Claimed, Lease, Outcome, Recorder
 from lamplight_mail.delivery.mime import HeaderInjection
 from lamplight_mail.delivery.send_template import AttachedFile, SendTemplate
@@ -59,8 +59,18 @@ stop_requested = threading.Event()
 
 
 def deliver(account_id: int) -> None:
-    """The RQ job: deliver what is due for the account, then hand over to a fresh job if time
-    ran out with work left."""
+    """The RQ job. In a worker process it starts the account's delivery on one of the worker's
+    connection threads and returns at once (see connections.py); elsewhere it delivers here."""
+    threads = connections.current()
+    if threads is not None:
+        threads.start(deliver_now, account_id)
+        return
+    deliver_now(account_id)
+
+
+def deliver_now(account_id: int) -> None:
+    """Deliver what is due for the account on this thread, then hand over to a fresh job if
+    time ran out with work left."""
     try:
         _deliver(account_id)
     except redis.RedisError as error:

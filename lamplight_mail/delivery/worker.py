@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 
+from flask import Flask
 from redis import Redis, RedisError
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
@@ -15,11 +16,14 @@ from rq.job import Job
 from sqlalchemy.exc import SQLAlchemyError
 
 from lamplight_mail import create_app
+from lamplight_mail.delivery import connections, outbox, scheduling
 from lamplight_mail.delivery import job as delivery_job
-from lamplight_mail.delivery import outbox, scheduling
 from lamplight_mail.extensions import db, get_redis
 
 log = logging.getLogger(__name__)
+
+# While every connection thread is busy, the worker looks for a free one this often.
+ROOM_CHECK_SECONDS = 1.0
 
 
 class MailWorker(SimpleWorker):
@@ -39,8 +43,13 @@ class MailWorker(SimpleWorker):
     Redis to come back (RQ retries the queue itself), and the sweep then re-enqueues whatever
     the outage left without a job.
 
-    SIGTERM (docker compose stop, systemd) stops it within seconds: the job sends the message
-    on the wire to its end and gives the rest of its batch back, due now, for another worker.
+    SIGTERM (docker compose stop, systemd) stops it within seconds: each delivery thread sends
+    the message on the wire to its end and gives the rest of its batch back, due now, for
+    another worker.
+
+    Jobs run on the process's connection threads (connections.py): a job is taken off the queue
+    only when a thread is free for it, so what this process cannot start yet stays on the queue
+    for the other workers.
     """
 
     # RQ's wait between attempts to reach Redis grows to this: back within seconds of an outage.
@@ -49,6 +58,17 @@ class MailWorker(SimpleWorker):
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
         delivery_job.stop_requested.set()
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        threads = connections.current()
+        while threads is not None and not threads.wait_for_room(ROOM_CHECK_SECONDS):
+            # Every thread busy: stay alive in RQ's eyes, and keep sweeping, meanwhile.
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
@@ -115,28 +135,45 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     app = create_app()
-    with app.app_context():
-        interval = app.config["MAIL_SWEEP_SECONDS"]
-        connection = get_redis(app)
-        if args.burst:
-            sweep(force=True)  # whatever is due now, lost jobs included, then drain it
-        while True:
-            worker = MailWorker(
-                [outbox.mail_queue()],
-                connection=connection,
-                serializer=outbox.JOB_SERIALIZER,
-                maintenance_interval=interval,
-                # RQ blocks on the queue for worker_ttl - 15 seconds: wake up in time to sweep.
-                worker_ttl=interval + 15,
-            )
-            worker.work(burst=args.burst, with_scheduler=True)
-            if args.burst or delivery_job.stop_requested.is_set():
+    threads = connections.install(app, app.config["WORKER_CONNECTIONS"])
+    try:
+        with app.app_context():
+            return _work(app, args.burst, threads)
+    finally:
+        threads.close()  # every thread ends its message on the wire (and gives the rest back)
+        connections.uninstall()
+
+
+def _work(app: Flask, burst: bool, threads: connections.Connections) -> int:
+    interval = app.config["MAIL_SWEEP_SECONDS"]
+    connection = get_redis(app)
+    if burst:
+        sweep(force=True)  # whatever is due now, lost jobs included, then drain it
+    while True:
+        worker = MailWorker(
+            [outbox.mail_queue()],
+            connection=connection,
+            serializer=outbox.JOB_SERIALIZER,
+            maintenance_interval=interval,
+            # RQ blocks on the queue for worker_ttl - 15 seconds: wake up in time to sweep.
+            worker_ttl=interval + 15,
+        )
+        worker.work(burst=burst, with_scheduler=True)
+        if delivery_job.stop_requested.is_set():
+            return 0
+        if burst:
+            # The threads may have queued more (a full batch asks for another connection,
+            # a job out of time for a fresh one): drained only when they are done and the
+            # queue is empty.
+            threads.wait_idle()
+            if not outbox.mail_queue().count:
                 return 0
-            # RQ's loop ends on any error it meets outside a job (a Redis call in its own
-            # bookkeeping, mostly): a fresh worker takes over once Redis answers again.
-            log.warning("the worker loop ended without a stop request; starting it again")
-            time.sleep(1)  # never a tight loop, whatever ended it
-            _wait_for(connection)
+            continue
+        # RQ's loop ends on any error it meets outside a job (a Redis call in its own
+        # bookkeeping, mostly): a fresh worker takes over once Redis answers again.
+        log.warning("the worker loop ended without a stop request; starting it again")
+        time.sleep(1)  # never a tight loop, whatever ended it
+        _wait_for(connection)
 
 
 def _wait_for(connection: Redis) -> None:
