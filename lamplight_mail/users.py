@@ -69,7 +69,10 @@ def authenticate(email: str, password: str) -> User | None:
 
 
 def find_by_email(email: str) -> User | None:
-    return db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    address = normalise_email(email)
+    if "\x00" in address:  # no stored address holds one, and PostgreSQL cannot compare it
+        return None
+    return db.session.scalar(select(User).where(User.email == address))
 
 
 def create_user(

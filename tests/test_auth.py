@@ -47,6 +47,13 @@ def test_login_refuses_wrong_password_without_saying_which_part_was_wrong(auth, 
     assert "That email address and password do not match." in response.get_data(as_text=True)
 
 
+def test_an_email_holding_a_nul_character_is_simply_not_a_user(auth, browser):
+    """PostgreSQL cannot compare text holding NUL: hypothesis found it as a 500."""
+    auth.create_user("olive@charity.example")
+    response = auth.login("olive\x00@charity.example", "wrong password")
+    assert response.status_code == 200
+
+
 def test_login_ignores_an_offsite_next_parameter(auth, browser):
     auth.create_user("olive@charity.example")
     response = browser.post(

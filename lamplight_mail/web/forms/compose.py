@@ -13,6 +13,7 @@ from lamplight_mail import org_time
 from lamplight_mail.models import utcnow
 from lamplight_mail.recipients import MAX_RECIPIENTS
 from lamplight_mail.web.forms.validators import EmailAddress, MaxLines, NoLineBreaks
+from lamplight_mail.web.url_params import ids_from
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_RECIPIENTS_CHARACTERS = 2_000_000
@@ -129,6 +130,4 @@ class ComposeForm(FlaskForm):
         return org_time.parse_local(self.send_at.data) if self.send_at.data else None
 
     def staged_ids(self) -> list[int]:
-        return [
-            int(part) for part in (self.staged_attachments.data or "").split(",") if part.isdigit()
-        ]
+        return ids_from((self.staged_attachments.data or "").split(","))

@@ -25,6 +25,7 @@ from lamplight_mail.recipients import (
 )
 from lamplight_mail.web import message_view, throttle
 from lamplight_mail.web.forms.compose import ComposeForm
+from lamplight_mail.web.url_params import ids_from
 from lamplight_mail.wording import plural
 
 bp = Blueprint("compose", __name__)
@@ -115,7 +116,7 @@ def _held_attachments(form: ComposeForm) -> list[Attachment]:
     """The uploads held from earlier showings of the form, less those the user removed, plus
     this request's files (checked; a refusal is said on the field)."""
     held = attachments.staged(current_user, form.staged_ids())
-    removed = [int(value) for value in request.form.getlist("remove_attachment") if value.isdigit()]
+    removed = ids_from(request.form.getlist("remove_attachment"))
     held = attachments.remove(held, removed)
     uploads = [upload for upload in form.attachments.data or [] if upload and upload.filename]
     try:
