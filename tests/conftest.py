@@ -19,6 +19,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -29,6 +30,12 @@ from tests.ci_support import unavailable
 from tests.factories import SMTP_PASSWORD, SMTP_USER
 from tests.pages import AuthActions, Browser
 from tests.smtp_servers import SMTPServer, bound_socket, server_context, serving
+
+# CI gates a landing: there the property tests try the same examples every run, so a red run
+# is a regression rather than a new random find. Elsewhere hypothesis explores afresh.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 # Always both: without TEST_DATABASE_URL the PostgreSQL half is skipped, and the summary says
