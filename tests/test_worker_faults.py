@@ -299,3 +299,26 @@ def test_the_connection_cap_holds_across_workers(ctx, smtp_server, worker_env, t
 
     assert sorted(recorder.recipients()) == sorted(people)
     assert recorder.max_concurrent_connections == 2
+
+
+def test_a_slow_answer_to_the_end_of_a_message_outlasting_the_lease_is_not_sent_twice(
+    ctx, smtp_server, worker_env, tmp_path
+):
+    # The server takes longer to answer the end of each message than the suite's 3 s lease,
+    # within the SMTP timeout. A second worker, sweeping every second, would claim and send
+    # the message again if the first one's hold had lapsed meanwhile.
+    smtp_server.recorder.data_delay_seconds = 5
+    send = _compose(make_account(smtp_server, connection_cap=2), "amy@example.org")
+
+    workers = [WorkerProcess(worker_env, tmp_path / f"worker{i}.log") for i in range(2)]
+    try:
+        with explained_by(*workers):
+            wait_until(lambda: statuses(send.id) == {"sent": 1}, timeout=90)
+            # Time for a second copy to arrive, were one on its way.
+            wait_until(lambda: _send_status(send.id) == SendStatus.DONE, timeout=30)
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    assert smtp_server.recorder.recipients() == ["amy@example.org"]
+    assert _message(send, "amy@example.org").attempts == 1

@@ -131,6 +131,7 @@ class Lease:
         self.owner = owner  # unique per job: host, pid and a random part
         self.seconds = seconds
         self._check_at = 0.0
+        self._lapses_at = 0.0
         self._connection: Connection | None = None
 
     def _connect(self) -> Connection:
@@ -179,9 +180,14 @@ class Lease:
         """Time to renew the lease and learn which messages are still ours."""
         return time.monotonic() >= self._check_at
 
+    def lasts(self, seconds: float) -> bool:
+        """Whether what this lease last claimed or renewed is still ours `seconds` from now."""
+        return time.monotonic() + seconds <= self._lapses_at
+
     def _taken(self) -> tuple[datetime, datetime]:
-        now = utcnow()
-        self._check_at = time.monotonic() + min(CHECK_SECONDS, self.seconds / 3)
+        now, taken = utcnow(), time.monotonic()
+        self._check_at = taken + min(CHECK_SECONDS, self.seconds / 3)
+        self._lapses_at = taken + self.seconds
         return now, now + timedelta(seconds=self.seconds)
 
     def claim(self, limit: int) -> list[Claimed]:
@@ -297,13 +303,22 @@ class Lease:
         """Extend the lease on `ids`; return those still held (the others were cancelled or
         taken over)."""
         now, expires = self._taken()
-        wanted = list(ids)
+        return self._extend(list(ids), now, expires)
+
+    def keep(self, message_id: int, seconds: float) -> bool:
+        """Hold one message for `seconds` from now (past the lease's usual length, if need be,
+        while the server's answer to it and its mark are awaited); False when it is no longer
+        ours. The batch's own renewals (and `lasts`) are left as they were."""
+        now = utcnow()
+        return message_id in self._extend([message_id], now, now + timedelta(seconds=seconds))
+
+    def _extend(self, ids: list[int], now: datetime, expires: datetime) -> set[int]:
         return self._write(
             lambda connection: set(
                 connection.execute(
                     update(_messages)
                     .where(
-                        _messages.c.id.in_(wanted),
+                        _messages.c.id.in_(ids),
                         _messages.c.lease_owner == self.owner,
                         _messages.c.status == MessageStatus.SENDING,
                     )

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 # An account whose whole allowance is kept in reserve (or zero) can send nothing: look again
 # after this long, in case an admin raised its limit.
 NO_ALLOWANCE_RETRY = timedelta(hours=1)
+# Room, past the server's answer, for a message's mark to be written while its lease holds.
+MARK_SECONDS = 5.0
 
 
 # Set when the worker is asked to stop (SIGTERM): the message on the wire finishes, the rest of
@@ -127,6 +129,10 @@ class Delivery:
         self.from_name = account.from_name
         self.settings = settings
         self.lease_seconds = config["MAIL_LEASE_SECONDS"]
+        # The longest a message may wait, once ended, for the server's answer and its mark;
+        # the message on the wire is held at least that long.
+        self.answer_seconds = config["SMTP_TIMEOUT_SECONDS"] + MARK_SECONDS
+        self.held_seconds = max(self.lease_seconds, self.answer_seconds)
         self.batch_size = config["MAIL_BATCH_SIZE"]
         self.max_attempts = config["MAIL_MAX_ATTEMPTS"]
         self.retry_base = config["MAIL_RETRY_BASE_SECONDS"]
@@ -360,8 +366,11 @@ class Delivery:
             began = time.monotonic()
             self.recorder.wait()
             # After a long wait (the database away) the message may have been taken over:
-            # then it must not be ended here as well.
-            if self.lease.due_for_check and message.id not in self.lease.renew([message.id]):
+            # then it must not be ended here as well. Once ended, it stays ours until its mark
+            # is written, however long the server takes to answer: a lease that lapsed
+            # meanwhile would let another worker send it again.
+            recheck = self.lease.due_for_check or not self.lease.lasts(self.answer_seconds)
+            if recheck and not self.lease.keep(message.id, self.held_seconds):
                 raise _TakenOver
             waited = time.monotonic() - began
 
