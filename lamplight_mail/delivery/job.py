@@ -167,7 +167,7 @@ class Delivery:
         due work (or because the account cannot send)."""
         owner = _owner()
         self.lease = Lease(self.account_id, owner, self.lease_seconds)
-        self.recorder = Recorder(self.account_id, owner, self.lease_seconds)
+        self.recorder = Recorder(self.account_id, owner)
         try:
             while not self.stopped:
                 if self.out_of_time:
