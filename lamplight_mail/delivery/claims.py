@@ -48,6 +48,9 @@ CHECK_SECONDS = 1.0
 RECONNECT_SECONDS = 60.0
 # At most this many marks of refused or deferred messages wait for a shared commit (see Recorder).
 GROUP_MARKS = 20
+# A mark waits this long at most for marks of the process's other connections to share its
+# commit (less when they all have one waiting, or when its connection needs it committed).
+GROUP_WAIT_SECONDS = 0.005
 # SMTP latencies for /metrics go to Redis at most this often, in one round trip.
 LATENCY_FLUSH_SECONDS = 1.0
 
@@ -395,9 +398,12 @@ class Lease:
 
 class _MarkWriter:
     """Commits the marks of every delivery of one app in this process on one thread with one
-    database connection: whatever marks arrive while a commit is under way (from all of the
-    process's connections) share the next commit, so a durable commit costs the database once
-    for several messages. Each submission's Future ends when its marks are committed."""
+    database connection, so a durable commit costs the database (and this process's CPU) once
+    for several messages: whatever marks arrive while a commit is under way share the next one,
+    and a mark waits up to GROUP_WAIT_SECONDS for the other connections' marks, unless each
+    has one queued or a connection is waiting for its mark (hurry) at its final dot. No
+    acceptance waits longer for it: the connection is sending the next message meanwhile.
+    Each submission's Future ends when its marks are committed."""
 
     def __init__(self, app: Flask) -> None:
         self.users = 0  # Recorders using it (see _writers)
@@ -405,10 +411,21 @@ class _MarkWriter:
         self._queue: list[tuple[str, int, Marks, Future[int]]] = []
         self._changed = threading.Condition()
         self._closing = False
+        self._hurry = False
         self._latencies: list[float] = []
         self._latencies_since = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="marks", daemon=True)
         self._thread.start()
+
+    def _commit_now(self) -> bool:
+        # Also when every delivery using the writer has a mark waiting: no more are coming.
+        return self._hurry or self._closing or len({item[0] for item in self._queue}) >= self.users
+
+    def hurry(self) -> None:
+        """A connection waits for its mark: commit what is queued now."""
+        with self._changed:
+            self._hurry = True
+            self._changed.notify()
 
     def submit(self, owner: str, account_id: int, marks: Marks) -> Future[int]:
         future: Future[int] = Future()
@@ -431,7 +448,10 @@ class _MarkWriter:
                 while True:
                     with self._changed:
                         self._changed.wait_for(lambda: self._queue or self._closing)
-                        waiting, self._queue = self._queue, []
+                        # A moment for the other connections' marks to join, unless a
+                        # connection is already waiting for its mark at its final dot.
+                        self._changed.wait_for(self._commit_now, GROUP_WAIT_SECONDS)
+                        waiting, self._queue, self._hurry = self._queue, [], False
                     if not waiting:
                         return
                     self._commit(database, waiting)
@@ -540,6 +560,8 @@ class Recorder:
         raised."""
         pending, self._pending = self._pending, None
         if pending is not None:
+            if not pending.done():
+                self._writer.hurry()
             pending.result()
 
     def close(self) -> None:
