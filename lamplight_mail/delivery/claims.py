@@ -401,8 +401,8 @@ class _MarkWriter:
     database connection, so a durable commit costs the database (and this process's CPU) once
     for several messages: whatever marks arrive while a commit is under way share the next one,
     and a mark waits up to GROUP_WAIT_SECONDS for the other connections' marks, unless each
-    has one queued or a connection is waiting for its mark (hurry) at its final dot. No
-    acceptance waits longer for it: the connection is sending the next message meanwhile.
+    has one queued or a connection is waiting for its mark (hurry) at its final dot; the wait
+    passes while the connection sends its next message, up to that dot.
     Each submission's Future ends when its marks are committed."""
 
     def __init__(self, app: Flask) -> None:
