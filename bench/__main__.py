@@ -5,7 +5,13 @@ from __future__ import annotations
 import importlib
 
 # Each module has a main() that sets up what it needs (embedded Redis, a temporary database).
-MODULES = ("bench.throughput", "bench.accounts", "bench.limiter", "bench.dashboard")
+MODULES = (
+    "bench.throughput",
+    "bench.one_account",
+    "bench.accounts",
+    "bench.limiter",
+    "bench.dashboard",
+)
 
 
 def main() -> None:

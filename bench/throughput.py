@@ -37,6 +37,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -82,23 +84,45 @@ MERGED_BODY = (
 )
 
 
-def _serve(port: int, certificate: str, ready: multiprocessing.Event, delay: float) -> None:
+def _serve(
+    port: int,
+    certificate: str,
+    ready: multiprocessing.Event,
+    delay: float,
+    control: Connection | None = None,
+) -> None:
     """The sink: accepts everything after STARTTLS and AUTH, keeps nothing; answers each
-    message after `delay` seconds (a real provider's time to take it)."""
+    message after `delay` seconds (a real provider's time to take it). With `control`, it
+    notes when it accepted each message and answers "reset" (forget them) and "span" (how
+    many, the first and the last accept, in seconds of this machine's monotonic clock)."""
     import asyncio
+    import threading
 
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    accepted: list[float] = []
 
     class Sink:
         async def handle_DATA(self, server, session, envelope) -> str:
             if delay:
                 await asyncio.sleep(delay)
+            accepted.append(time.monotonic())
             return "250 2.0.0 OK queued"
 
     def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = isinstance(auth_data, LoginPassword) and auth_data.password == SMTP_PASSWORD.encode()
         return AuthResult(success=ok)
+
+    def answer_control() -> None:
+        while True:
+            command = control.recv()
+            if command == "reset":
+                accepted.clear()
+                control.send(None)
+            else:
+                ends = (accepted[0], accepted[-1]) if accepted else (0.0, 0.0)
+                control.send((len(accepted), *ends))
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certificate)
@@ -113,15 +137,48 @@ def _serve(port: int, certificate: str, ready: multiprocessing.Event, delay: flo
         authenticator=authenticate,
     )
     controller.start()
+    if control is not None:
+        threading.Thread(target=answer_control, daemon=True).start()
     ready.set()
     while True:
         time.sleep(3600)
 
 
+@dataclass(frozen=True)
+class Span:
+    """What the sink accepted: how many messages, from the first accept to the last."""
+
+    count: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Messages per second between the first accept and the last (count - 1 intervals)."""
+        return (self.count - 1) / self.seconds
+
+
+class TimedSink:
+    """A sink process that notes each accept, so a contender is timed from the first message
+    the server accepted to the last: its processes' start-up and set-up are left out."""
+
+    def __init__(self, port: int, control: Connection) -> None:
+        self.port = port
+        self._control = control
+
+    def reset(self) -> None:
+        self._control.send("reset")
+        self._control.recv()
+
+    def span(self) -> Span:
+        self._control.send("span")
+        count, first, last = self._control.recv()
+        return Span(count, last - first)
+
+
 @contextmanager
-def smtp_sink(folder: Path, delay: float = 0.0) -> Iterator[int]:
-    """A sink in its own process on a free port, taking `delay` seconds a message; yields the
-    port. Trusts its test CA."""
+def timed_sink(folder: Path, delay: float = 0.0) -> Iterator[TimedSink]:
+    """A sink in its own process on a free port, taking `delay` seconds a message and noting
+    when it accepts each. Trusts its test CA (SSL_CERT_FILE, inherited by subprocesses)."""
     authority = trustme.CA()
     authority.cert_pem.write_to_path(str(folder / "ca.pem"))
     authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
@@ -131,15 +188,26 @@ def smtp_sink(folder: Path, delay: float = 0.0) -> Iterator[int]:
     port = _free_port()
     spawn = multiprocessing.get_context("spawn")
     ready = spawn.Event()
-    process = spawn.Process(target=_serve, args=(port, str(folder / "server.pem"), ready, delay))
+    ours, theirs = spawn.Pipe()
+    process = spawn.Process(
+        target=_serve, args=(port, str(folder / "server.pem"), ready, delay, theirs)
+    )
     process.start()
     try:
         if not ready.wait(30):
             raise RuntimeError("the SMTP sink did not start")
-        yield port
+        yield TimedSink(port, ours)
     finally:
         process.terminate()
         process.join(10)
+
+
+@contextmanager
+def smtp_sink(folder: Path, delay: float = 0.0) -> Iterator[int]:
+    """A sink in its own process on a free port, taking `delay` seconds a message; yields the
+    port. Trusts its test CA."""
+    with timed_sink(folder, delay) as sink:
+        yield sink.port
 
 
 def _free_port() -> int:
@@ -260,10 +328,11 @@ def worker_drain(
     command: list[str] = WORKER,
     *,
     merged: bool = False,
+    messages: int = WORKER_MESSAGES,
 ) -> dict:
-    """(b) One worker process draining WORKER_MESSAGES queued messages for one account (d: run
-    as `command`; e: `merged`, its subject and body personalised)."""
-    people = _people(WORKER_MESSAGES)
+    """(b) One worker process draining `messages` queued messages for one account (d: run as
+    `command`; e: `merged`, its subject and body personalised)."""
+    people = _people(messages)
     if merged:
         send = outbox.create_send(
             user,
@@ -290,9 +359,9 @@ def worker_drain(
             Message.send_id == send.id, Message.status == MessageStatus.SENT
         )
     ).one()
-    if worker.returncode or sent != WORKER_MESSAGES:
+    if worker.returncode or sent != messages:
         raise RuntimeError(
-            f"the worker sent {sent} of {WORKER_MESSAGES} messages:\n{worker.stderr[-3000:]}"
+            f"the worker sent {sent} of {messages} messages:\n{worker.stderr[-3000:]}"
         )
     return {
         "rate": (sent - 1) / (last - first).total_seconds(),

@@ -14,7 +14,7 @@ from lamplight_mail.delivery import job
 from lamplight_mail.delivery.worker import main
 
 
-def _always(self: job.Delivery) -> None:
+def _always(self: job.Delivery, waiting: int) -> None:
     return None
 
 

@@ -3,6 +3,7 @@ recipients reader, free of Flask so the message builder can use it too."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 
@@ -13,10 +14,14 @@ def header_breaking_character(value: str) -> str | None:
     feed, U+001C..U+001E, U+0085, U+2028 and U+2029: the email library refuses to build a
     header holding any of them) and every other control character (category Cc: the C0 and C1
     ranges and DEL)."""
-    for character in value:
-        if unicodedata.category(character) == "Cc" or len(f"x{character}x".splitlines()) > 1:
-            return character
-    return None
+    found = _BREAKING.search(value)
+    return found.group() if found else None
+
+
+# Category Cc is exactly U+0000..U+001F and U+007F..U+009F; of the characters splitlines splits
+# on, only U+2028 and U+2029 lie outside it. One search at C speed: the worker checks every
+# recipient's header values.
+_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def describe_character(character: str) -> str:

@@ -189,8 +189,9 @@ def test_redis_flushed_mid_window_rebuilds_from_the_sent_log_before_allowing_any
     record_sent(user, account, 8, oldest)
     record_sent(user, account, 4, utcnow() - timedelta(minutes=5))
     record_sent(user, account, 30, utcnow() - timedelta(hours=2))  # left the window
-    # A claimed batch when Redis went: one message per connection (cap 3) may be on the wire
-    # with its reservation lost, so three count as sent now.
+    # A claimed batch when Redis went: a connection may hold places reserved ahead for up to
+    # limits.PLACES_AHEAD of its claimed messages, lost with Redis, so all five (fewer than
+    # cap 3 x PLACES_AHEAD) count as sent.
     make_send(user, account, people(5), message_status=MessageStatus.SENDING)
     db.session.commit()
     assert limits.acquire(account).allowed  # windows built, one reserved
@@ -198,7 +199,7 @@ def test_redis_flushed_mid_window_rebuilds_from_the_sent_log_before_allowing_any
     redis_client.flushdb()
 
     decisions = [limits.acquire(account) for _ in range(10)]
-    assert sum(d.allowed for d in decisions) == 20 - 12 - 3
+    assert sum(d.allowed for d in decisions) == 20 - 12 - 5
     refused = [d for d in decisions if not d.allowed]
     assert {d.not_before for d in refused} == {
         limits._to_datetime(limits._to_ms(oldest) + HOUR * 1000)
@@ -288,3 +289,47 @@ def test_flag_reason_explains_what_the_account_can_send(ctx, admin):
     db.session.commit()
     assert limits.flag_threshold() is None
     assert limits.flag_reason(account, 26) is None
+
+
+# --- Places reserved ahead (limits.reserve: one round trip for a run of messages) ----------
+
+
+def test_places_not_taken_go_back(ctx):
+    _windows(ctx)
+    account = make_account(daily_limit=100, per_minute_limit=100)
+    decision = limits.reserve(account, 10)
+    assert decision.allowed
+    places = decision.places
+    assert places.count == 10
+    assert limits.usage(account).sent_in_window == 10  # counted until given back
+
+    for _ in range(3):
+        assert places.take() is not None
+    places.give_back()
+
+    figures = limits.usage(account)
+    assert (figures.sent_in_window, figures.sent_last_minute) == (3, 3)
+    assert places.take() is None  # given back: none left to take
+
+
+def test_a_run_of_places_is_cut_to_the_room_in_the_windows(ctx):
+    _windows(ctx)
+    account = make_account(daily_limit=100, per_minute_limit=4)
+    assert limits.reserve(account, 10).places.count == 4
+    refused = limits.reserve(account, 10)
+    assert (refused.allowed, refused.refusal) == (False, limits.Refusal.MINUTE)
+    # Counted at the latest moment a place could be used: free a minute after that.
+    assert refused.not_before - refused.now >= timedelta(seconds=60)
+
+
+def test_a_place_not_taken_in_time_is_never_used(ctx, monkeypatch):
+    _windows(ctx)
+    monkeypatch.setattr(limits, "PLACES_SECONDS", 0.05)
+    account = make_account(daily_limit=100)
+    places = limits.reserve(account, 5).places
+    assert places.take() is not None
+    time.sleep(0.1)
+    assert places.left == 0
+    assert places.take() is None
+    places.give_back()
+    assert limits.usage(account).sent_in_window == 1

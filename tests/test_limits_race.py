@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from datetime import timedelta
 
 import pytest
 
+from lamplight_mail import create_app
 from lamplight_mail.delivery import limits
 from lamplight_mail.extensions import db
-from lamplight_mail.models import Role, User, utcnow
+from lamplight_mail.models import EmailAccount, Role, User, utcnow
 from tests.factories import make_account, record_sent
 from tests.workers import acquire_paced, acquire_until_empty, hold_connections
 
@@ -139,3 +141,92 @@ def test_connection_cap_holds_across_six_processes(app, process_config, redis_cl
     _join(processes)
     assert state[1] == 3
     assert state[0] == 0
+
+
+def _race_places(body, config: dict, account_id: int, *args) -> list:
+    """Two processes running `body`; everything they put on the results queue."""
+    results = spawn.Queue()
+    processes = [
+        spawn.Process(target=body, args=(config, account_id, results, *args), daemon=True)
+        for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    found = []
+    for _ in processes:
+        while (item := results.get(timeout=TIMEOUT)) is not None:
+            found.append(item)
+    for process in processes:
+        process.join(TIMEOUT)
+        assert process.exitcode == 0, f"a racing process failed (exit {process.exitcode})"
+    return found
+
+
+def test_two_processes_taking_places_never_pass_the_daily_limit(app, process_config, redis_client):
+    with app.app_context():
+        account = make_account(daily_limit=50, per_minute_limit=100_000)
+        db.session.commit()
+
+        taken = _race_places(take_until_refused, process_config, account.id)
+
+        assert len(taken) == 50  # every place a message went with, from both processes
+        assert len(set(taken)) == 50
+        assert limits.usage(account).sent_in_window == 50
+
+
+def test_places_keep_every_minute_window_to_the_per_minute_limit(app, process_config, redis_client):
+    # A one-second "minute" keeps the test short; the rule is the same.
+    config = {**process_config, "MINUTE_WINDOW_SECONDS": 1}
+    with app.app_context():
+        account_id = make_account(per_minute_limit=10).id
+        db.session.commit()
+
+    went = sorted(_race_places(take_paced, config, account_id, 30))
+
+    assert len(went) == 2 * 30
+    busiest = max(sum(1 for t in went if start <= t < start + 1.0) for start in went)
+    assert busiest <= 10
+    # Paced, not refused for good: the 60 went over about six windows.
+    assert went[-1] - went[0] >= 4.0
+
+
+# --- Bodies of processes taking places (spawned: they import this module) -----------------
+
+
+def _account(config: dict, account_id: int) -> EmailAccount:
+    account = db.session.get(EmailAccount, account_id)
+    db.session.expunge(account)
+    db.session.remove()
+    return account
+
+
+def take_until_refused(config: dict, account_id: int, results) -> None:
+    """Reserve runs of 7 places and take each, until the daily window refuses; report each
+    place taken, then None."""
+    app = create_app(config)
+    with app.app_context():
+        account = _account(config, account_id)
+        while (decision := limits.reserve(account, 7)).allowed:
+            while (place := decision.places.take()) is not None:
+                results.put(place.token)
+        assert decision.refusal == limits.Refusal.DAILY
+        results.put(None)
+
+
+def take_paced(config: dict, account_id: int, results, messages: int) -> None:
+    """Send `messages` messages through runs of 4 places, waiting for the limiter's moment
+    when refused; report the moment (this machine's clock) each went, then None."""
+    app = create_app(config)
+    with app.app_context():
+        account = _account(config, account_id)
+        sent = 0
+        while sent < messages:
+            decision = limits.reserve(account, min(4, messages - sent))
+            if not decision.allowed:
+                time.sleep(max(0.0, (decision.not_before - decision.now).total_seconds()))
+                continue
+            while decision.places.take() is not None:
+                results.put(time.time())
+                sent += 1
+            decision.places.give_back()
+        results.put(None)

@@ -8,9 +8,10 @@ the worker that took its messages over.
 This is the worker's hot path (a few statements per message sent), so it runs on a connection of
 its own with statements built once, in SQLAlchemy Core rather than through the ORM session. Every
 commit is durable (the database's default flush to disk): a mark acknowledged and then lost in a
-database crash would send that message again. The speed comes from overlap instead (see
-Recorder): a message's mark is written while the next message travels, and marks that need not
-precede the next acceptance share a commit.
+database crash would send that message again. The speed comes from overlap and sharing instead
+(see Recorder): a message's mark is written while the next message travels, the marks of all of a
+process's connections that arrive while a commit is under way share the next one, and marks
+that need not precede the next acceptance wait for a commit that must happen anyway.
 
 A lost database connection (a restart, a killed backend) is reconnected and the change made
 again, for up to RECONNECT_SECONDS: every change here is safe to repeat, since it applies only
@@ -21,15 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from flask import current_app
-from sqlalchemy import Connection, bindparam, exists, select, update
+from flask import Flask, current_app
+from sqlalchemy import Connection, bindparam, exists, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from lamplight_mail.delivery import latency, rollups
@@ -44,8 +46,13 @@ CHECK_SECONDS = 1.0
 # given up leaves an accepted message to be sent again once its lease runs out, so this is long
 # enough to ride out a database restart.
 RECONNECT_SECONDS = 60.0
-# At most this many marks share a commit (see Recorder).
+# At most this many marks of refused or deferred messages wait for a shared commit (see Recorder).
 GROUP_MARKS = 20
+# A mark waits this long at most for marks of the process's other connections to share its
+# commit (less when they all have one waiting, or when its connection needs it committed).
+GROUP_WAIT_SECONDS = 0.005
+# SMTP latencies for /metrics go to Redis at most this often, in one round trip.
+LATENCY_FLUSH_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,10 +93,12 @@ class Outcome:
 
 def _ours(*statuses: MessageStatus):
     """The message named `message_id` while this lease (`owner`) holds it."""
+    # Equalities, not IN: an IN list is expanded again at every execution, and these run for
+    # every message.
     return (
         (_messages.c.id == bindparam("message_id"))
         & (_messages.c.lease_owner == bindparam("owner"))
-        & _messages.c.status.in_(statuses)
+        & or_(*(_messages.c.status == status for status in statuses))
     )
 
 
@@ -122,16 +131,10 @@ _MARK_NOT_SENT = (
 )
 
 
-class Lease:
-    """The messages one delivery job has claimed for one account, on a connection of its own
-    (close() it when done)."""
+class _Database:
+    """A database connection of its own for short committed writes (close() it when done)."""
 
-    def __init__(self, account_id: int, owner: str, seconds: float) -> None:
-        self.account_id = account_id
-        self.owner = owner  # unique per job: host, pid and a random part
-        self.seconds = seconds
-        self._check_at = 0.0
-        self._lapses_at = 0.0
+    def __init__(self) -> None:
         self._connection: Connection | None = None
 
     def _connect(self) -> Connection:
@@ -140,7 +143,7 @@ class Lease:
         # PostgreSQL the claim uses FOR UPDATE SKIP LOCKED instead.
         return db.engine.connect().execution_options(sqlite_immediate=True)
 
-    def _write(self, change: Callable[[Connection], T]) -> T:
+    def write(self, change: Callable[[Connection], T]) -> T:
         """Run `change` in one committed transaction, reconnecting and running it again while
         the database connection is lost (see the module docstring)."""
         deadline = time.monotonic() + RECONNECT_SECONDS
@@ -156,18 +159,68 @@ class Lease:
                 if not lost or time.monotonic() >= deadline:
                     raise
                 log.warning("database connection lost, reconnecting: %s", error.orig)
-                self._discard()
+                self.close()
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    def _discard(self) -> None:
+    def close(self) -> None:
         if self._connection is not None:
             with contextlib.suppress(DBAPIError):  # already gone
                 self._connection.close()
             self._connection = None
 
+
+Marks = list[tuple[Claimed, Outcome]]
+
+
+def _write_marks(connection: Connection, groups: list[tuple[str, int, Marks]]) -> list[int]:
+    """Record each group's outcomes (a lease's owner, its account, its marks), and count them
+    in the day's rollups, in the caller's transaction; how many of each group were marked
+    (a mark applies only while the lease is its owner's)."""
+    now = utcnow()
+    counted: dict[int, list[int]] = {}  # account id: [sent, failed]
+    marked = []
+    for owner, account_id, marks in groups:
+        done_here = 0
+        for message, outcome in marks:
+            params = {
+                "message_id": message.id,
+                "owner": owner,
+                "now": now,
+                "code": outcome.code,
+                "answer": outcome.answer,
+            }
+            if outcome.status == MessageStatus.SENT:
+                done = connection.execute(_MARK_SENT, params).rowcount
+            else:
+                params.update(status=outcome.status, due_at=outcome.due_at or now)
+                done = connection.execute(_MARK_NOT_SENT, params).rowcount
+            done_here += done
+            if done and outcome.status in (MessageStatus.SENT, MessageStatus.FAILED):
+                counts = counted.setdefault(account_id, [0, 0])
+                counts[outcome.status == MessageStatus.FAILED] += 1
+        marked.append(done_here)
+    # One counter update per account, however many marks.
+    for account_id, (sent, failed) in counted.items():
+        rollups.record_outcome(account_id, now, sent=sent, failed=failed, connection=connection)
+    return marked
+
+
+class Lease:
+    """The messages one delivery job has claimed for one account, on a connection of its own
+    (close() it when done)."""
+
+    def __init__(self, account_id: int, owner: str, seconds: float) -> None:
+        self.account_id = account_id
+        self.owner = owner  # unique per job: host, pid and a random part
+        self.seconds = seconds
+        self._check_at = 0.0
+        self._lapses_at = 0.0
+        self._database = _Database()
+        self._write = self._database.write
+
     def close(self) -> None:
-        self._discard()
+        self._database.close()
 
     def __enter__(self) -> Lease:
         return self
@@ -267,37 +320,11 @@ class Lease:
         transaction; False (nothing changed) when the lease is no longer ours."""
         return bool(self.record_all([(message, outcome)]))
 
-    def record_all(self, marks: list[tuple[Claimed, Outcome]]) -> int:
+    def record_all(self, marks: Marks) -> int:
         """Record several outcomes in one transaction; how many were marked."""
-
-        def change(connection: Connection) -> int:
-            now = utcnow()
-            marked = 0
-            for message, outcome in marks:
-                params = {
-                    "message_id": message.id,
-                    "owner": self.owner,
-                    "now": now,
-                    "code": outcome.code,
-                    "answer": outcome.answer,
-                }
-                if outcome.status == MessageStatus.SENT:
-                    done = connection.execute(_MARK_SENT, params).rowcount
-                else:
-                    params.update(status=outcome.status, due_at=outcome.due_at or now)
-                    done = connection.execute(_MARK_NOT_SENT, params).rowcount
-                marked += done
-                if done and outcome.status in (MessageStatus.SENT, MessageStatus.FAILED):
-                    rollups.record_outcome(
-                        self.account_id,
-                        now,
-                        sent=int(outcome.status == MessageStatus.SENT),
-                        failed=int(outcome.status == MessageStatus.FAILED),
-                        connection=connection,
-                    )
-            return marked
-
-        return self._write(change)
+        return self._write(
+            lambda connection: _write_marks(connection, [(self.owner, self.account_id, marks)])[0]
+        )
 
     def renew(self, ids: Iterable[int]) -> set[int]:
         """Extend the lease on `ids`; return those still held (the others were cancelled or
@@ -384,32 +411,147 @@ class Lease:
         )
 
 
+class _MarkWriter:
+    """Commits the marks of every delivery of one app in this process on one thread with one
+    database connection, so a durable commit costs the database (and this process's CPU) once
+    for several messages: whatever marks arrive while a commit is under way share the next one,
+    and a mark waits up to GROUP_WAIT_SECONDS for the other connections' marks, unless each
+    has one queued or a connection is waiting for its mark (hurry) at its final dot; the wait
+    passes while the connection sends its next message, up to that dot.
+    Each submission's Future ends when its marks are committed."""
+
+    def __init__(self, app: Flask) -> None:
+        self.users = 0  # Recorders using it (see _writers)
+        self._app = app
+        self._queue: list[tuple[str, int, Marks, Future[int]]] = []
+        self._changed = threading.Condition()
+        self._closing = False
+        self._hurry = False
+        self._latencies: list[float] = []
+        self._latencies_since = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="marks", daemon=True)
+        self._thread.start()
+
+    def _commit_now(self) -> bool:
+        # Also when every delivery using the writer has a mark waiting: no more are coming.
+        return self._hurry or self._closing or len({item[0] for item in self._queue}) >= self.users
+
+    def hurry(self) -> None:
+        """A connection waits for its mark: commit what is queued now."""
+        with self._changed:
+            self._hurry = True
+            self._changed.notify()
+
+    def submit(self, owner: str, account_id: int, marks: Marks) -> Future[int]:
+        future: Future[int] = Future()
+        with self._changed:
+            self._queue.append((owner, account_id, marks, future))
+            self._changed.notify()
+        return future
+
+    def close(self) -> None:
+        """Commit what was submitted, then stop."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with self._app.app_context():
+            database = _Database()
+            try:
+                while True:
+                    with self._changed:
+                        self._changed.wait_for(lambda: self._queue or self._closing)
+                        # A moment for the other connections' marks to join, unless a
+                        # connection is already waiting for its mark at its final dot.
+                        self._changed.wait_for(self._commit_now, GROUP_WAIT_SECONDS)
+                        waiting, self._queue, self._hurry = self._queue, [], False
+                    if not waiting:
+                        return
+                    self._commit(database, waiting)
+            finally:
+                database.close()
+                self._observe_latencies()
+
+    def _commit(self, database: _Database, waiting: list) -> None:
+        groups = [(owner, account_id, marks) for owner, account_id, marks, _ in waiting]
+        try:
+            marked = database.write(lambda connection: _write_marks(connection, groups))
+        except BaseException as error:
+            for *_, future in waiting:
+                future.set_exception(error)
+            return
+        for (*_, future), count in zip(waiting, marked, strict=True):
+            future.set_result(count)
+        # After the marks are durable and their senders told: /metrics can wait, a message
+        # should not.
+        self._latencies += [
+            outcome.seconds
+            for _, _, marks in groups
+            for _, outcome in marks
+            if outcome.seconds is not None
+        ]
+        if time.monotonic() - self._latencies_since >= LATENCY_FLUSH_SECONDS:
+            self._observe_latencies()
+
+    def _observe_latencies(self) -> None:
+        latencies, self._latencies = self._latencies, []
+        self._latencies_since = time.monotonic()
+        if latencies:
+            latency.observe_smtp_latencies(latencies)
+
+
+class _Writers:
+    """The mark writer of each app in this process, alive while any delivery uses it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._writers: dict[Flask, _MarkWriter] = {}
+
+    def join(self, app: Flask) -> _MarkWriter:
+        with self._lock:
+            writer = self._writers.get(app)
+            if writer is None:
+                writer = self._writers[app] = _MarkWriter(app)
+            writer.users += 1
+            return writer
+
+    def leave(self, app: Flask, writer: _MarkWriter) -> None:
+        with self._lock:
+            writer.users -= 1
+            if writer.users:
+                return
+            del self._writers[app]
+        writer.close()
+
+
+_writers = _Writers()
+
+
 class Recorder:
-    """Records outcomes (and the SMTP latency for /metrics) on a thread of its own, with its own
-    connection, so a message's mark is written while the next message travels.
+    """Records one delivery's outcomes (and the SMTP latency for /metrics) through the process's
+    mark writer, so a message's mark is written while the next message travels, in a commit it
+    may share with other connections' marks.
 
     `wait()` right before the next message is ended (see the transport's before_acceptance): then
     no message can be accepted by the server before the mark of the one ahead of it is durable,
-    and a worker killed at any moment leaves at most one accepted message unmarked (sent again
-    later), as if it recorded synchronously.
+    and a worker killed at any moment leaves at most one accepted message unmarked per
+    connection (sent again later), as if it recorded synchronously.
 
     Marks that need not come first (a refusal, a deferral: a message the server did not take,
     which costs nothing but a retry if its mark is lost) wait and share the commit of the next
     mark that must, up to GROUP_MARKS of them or CHECK_SECONDS old.
     """
 
-    def __init__(self, account_id: int, owner: str, seconds: float) -> None:
-        self._executor = ThreadPoolExecutor(
-            1,
-            thread_name_prefix=f"recorder-{account_id}",
-            # The thread works in the app's context for as long as it lives.
-            initializer=current_app._get_current_object().app_context().push,
-        )
+    def __init__(self, account_id: int, owner: str) -> None:
+        self._account_id = account_id
+        self._owner = owner
+        self._app = current_app._get_current_object()
+        self._writer = _writers.join(self._app)
         self._pending: Future[int] | None = None
-        self._waiting: list[tuple[Claimed, Outcome]] = []
+        self._waiting: Marks = []
         self._waiting_since = 0.0
-        # Made on the recorder's thread: a SQLite connection stays with its thread.
-        self._lease = self._executor.submit(Lease, account_id, owner, seconds).result()
 
     def record(self, message: Claimed, outcome: Outcome) -> None:
         if not self._waiting:
@@ -426,20 +568,15 @@ class Recorder:
         self.wait()  # one commit at a time, in order
         marks, self._waiting = self._waiting, []
         if marks:
-            self._pending = self._executor.submit(self._record, marks)
-
-    def _record(self, marks: list[tuple[Claimed, Outcome]]) -> int:
-        marked = self._lease.record_all(marks)
-        for _, outcome in marks:
-            if outcome.seconds is not None:
-                latency.observe_smtp_latency(outcome.seconds)
-        return marked
+            self._pending = self._writer.submit(self._owner, self._account_id, marks)
 
     def wait(self) -> None:
         """Until every mark that must come first is committed; raises what committing it
         raised."""
         pending, self._pending = self._pending, None
         if pending is not None:
+            if not pending.done():
+                self._writer.hurry()
             pending.result()
 
     def close(self) -> None:
@@ -447,5 +584,4 @@ class Recorder:
             self._flush()
             self.wait()
         finally:
-            self._executor.submit(self._lease.close).result()
-            self._executor.shutdown()
+            _writers.leave(self._app, self._writer)

@@ -6,11 +6,13 @@ outcome right after the server answers, then claims the next batch, until nothin
 job has had its share of the worker. Up to the account's connection cap of these jobs run at
 once, across every worker.
 
-Every message asks the limiter (limits.py) right before it goes. A refusal gives the rest of the
-batch back, deferred to the moment the limiter names, without counting an attempt, and schedules
-a job for that moment: no worker waits on an account that may not send, and other accounts'
-mail goes on. Without Redis nothing is sent at all, since unmetered mail could overrun the
-account's limit; the sweep picks the mail up again once Redis is back.
+Every message takes its place in the limiter's windows (limits.py) right before it goes: a run of
+places is reserved in one round trip and taken one message at a time while it lasts (a second at
+most). A refusal gives the rest of the batch back, deferred to the moment the limiter names,
+without counting an attempt, and schedules a job for that moment: no worker waits on an account
+that may not send, and other accounts' mail goes on. Without Redis nothing is sent at all, since
+unmetered mail could overrun the account's limit; the sweep picks the mail up again once Redis
+is back.
 """
 
 from __future__ import annotations
@@ -146,6 +148,9 @@ class Delivery:
         self.stopped = False  # the account was paused, or its server cannot be reached
         self.pause_answer = ""
         self.reservation: limits.Reservation | None = None  # what the message on the wire counts
+        self.places: limits.Places | None = None  # room reserved for the next messages
+        self.places_wanted = 1  # how many to reserve next: grows while they are used up fast
+        self.places_reserved_at = 0.0
         self.held_until: datetime | None = None  # the provider asked us to wait until then
         self.proven = not health.needs_success_record(account)  # the status shows it works
 
@@ -175,7 +180,7 @@ class Delivery:
         due work (or because the account cannot send)."""
         owner = _owner()
         self.lease = Lease(self.account_id, owner, self.lease_seconds)
-        self.recorder = Recorder(self.account_id, owner, self.lease_seconds)
+        self.recorder = Recorder(self.account_id, owner)
         try:
             while not self.stopped:
                 if self.out_of_time:
@@ -187,7 +192,12 @@ class Delivery:
                     # There may be more: let another connection join, up to the cap.
                     outbox.enqueue_delivery(self.account_id)
                 self.sends.update(message.send_id for message in batch)
-                self._send_batch(self._without_unsubscribed(batch), slot)
+                try:
+                    self._send_batch(self._without_unsubscribed(batch), slot)
+                finally:
+                    # Places are only for claimed messages (a rebuild after a Redis loss counts
+                    # those): none is kept past its batch.
+                    self._give_back_places()
             return False
         finally:
             self._disconnect()
@@ -235,7 +245,7 @@ class Delivery:
             if self.connection is None and not self._connect(rest()):
                 return
             try:
-                refusal = self._may_send()
+                refusal = self._may_send(len(rest()))
             except redis.RedisError as error:
                 self._limiter_lost(error, rest())
                 return
@@ -262,17 +272,47 @@ class Delivery:
         self.stopped = True
         self.lease.give_back(rest)
 
-    def _may_send(self) -> tuple[datetime, str] | None:
+    def _may_send(self, waiting: int) -> tuple[datetime, str] | None:
         """The one place a delivery asks "may this message go now?": None for yes (with the
-        message's place in the account's windows reserved), else the moment to ask again and
-        why. The account's connections are capped by the limiter's slot (see deliver)."""
-        decision = limits.acquire(self.account)
-        self.reservation = decision.reservation
-        if decision.allowed:
+        message's place in the account's windows taken), else the moment to ask again and
+        why. `waiting`: this message and those after it in the batch, for which places may be
+        reserved ahead. The account's connections are capped by the limiter's slot (see
+        deliver)."""
+        self.reservation = self.places.take() if self.places is not None else None
+        if self.reservation is not None:
             return None
-        if decision.not_before is None:  # TOO_MANY_RECIPIENTS: no moment would do
-            return decision.now + NO_ALLOWANCE_RETRY, "The account's daily limit leaves no room."
-        return decision.not_before, _WAITING_FOR[decision.refusal]
+        self._give_back_places()
+        decision = limits.reserve(self.account, min(waiting, self.places_wanted))
+        if not decision.allowed:
+            if decision.not_before is None:  # TOO_MANY_RECIPIENTS: no moment would do
+                return (
+                    decision.now + NO_ALLOWANCE_RETRY,
+                    "The account's daily limit leaves no room.",
+                )
+            return decision.not_before, _WAITING_FOR[decision.refusal]
+        self.places, self.places_reserved_at = decision.places, time.monotonic()
+        self.reservation = self.places.take()
+        if self.reservation is None:
+            # The limiter took longer to answer than places may wait: nothing is sent unmetered.
+            raise redis.TimeoutError("the limiter answered too late for its places to be used")
+        return None
+
+    def _give_back_places(self) -> None:
+        """Give back the places reserved and not taken, and size the next reservation: twice
+        as many while they are used up within half their time, else as many as were used."""
+        places, self.places = self.places, None
+        if places is None:
+            return
+        quick = time.monotonic() - self.places_reserved_at < limits.PLACES_SECONDS / 2
+        if places.taken == places.count and quick:
+            self.places_wanted = min(2 * places.count, limits.PLACES_AHEAD)
+        else:
+            self.places_wanted = max(1, places.taken)
+        try:
+            places.give_back()
+        except redis.RedisError as error:
+            # Counting too much errs on the safe side.
+            log.warning("account %s: the limiter cannot be reached: %s", self.account_id, error)
 
     def _refund(self) -> None:
         """Give back the room counted for the message that did not go."""

@@ -3,6 +3,8 @@ figure is right however many workers there are."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import redis
 from flask import current_app
 
@@ -15,16 +17,25 @@ SUM_FIELD = "sum"
 
 
 def observe_smtp_latency(seconds: float, client: redis.Redis | None = None) -> None:
-    """Record how long one message's SMTP exchange took (MAIL FROM to the final answer).
+    """Record how long one message's SMTP exchange took (MAIL FROM to the final answer)."""
+    observe_smtp_latencies([seconds], client)
 
-    The worker calls this once per message, after marking it. Best effort: a Redis failure
-    here must not undo or hold up a delivery, so it is logged and dropped.
+
+def observe_smtp_latencies(durations: list[float], client: redis.Redis | None = None) -> None:
+    """Record how long several messages' SMTP exchanges took, in one Redis round trip.
+
+    The worker calls this about once a second with what it marked meanwhile. Best effort: a
+    Redis failure here must not undo or hold up a delivery, so it is logged and dropped.
     """
-    bucket = next((str(bound) for bound in LATENCY_BUCKETS if seconds <= bound), "+Inf")
+    buckets = Counter(
+        next((str(bound) for bound in LATENCY_BUCKETS if seconds <= bound), "+Inf")
+        for seconds in durations
+    )
     try:
         pipeline = (client or get_redis()).pipeline(transaction=True)
-        pipeline.hincrby(LATENCY_KEY, bucket, 1)
-        pipeline.hincrbyfloat(LATENCY_KEY, SUM_FIELD, seconds)
+        for bucket, count in buckets.items():
+            pipeline.hincrby(LATENCY_KEY, bucket, count)
+        pipeline.hincrbyfloat(LATENCY_KEY, SUM_FIELD, sum(durations))
         pipeline.execute()
     except redis.RedisError:
         current_app.logger.warning("SMTP latency not recorded: Redis did not answer")

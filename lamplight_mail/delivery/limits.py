@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import redis
@@ -50,6 +50,10 @@ CONNECTION_LEASE_SECONDS = 60
 REBUILD_LOCK_SECONDS = 30
 REBUILD_WAIT_SECONDS = 10.0
 REBUILD_RETRY_SECONDS = 5
+# reserve(): places wait at most this long for their messages, and count from its end.
+PLACES_SECONDS = 0.25
+# reserve(): the most places one connection holds at once (see _rebuild).
+PLACES_AHEAD = 20
 # Quota answers when our own window gives no better moment: probe again after this long.
 QUOTA_HOLD_MIN_SECONDS = 15 * 60
 QUOTA_HOLD_EMPTY_WINDOW_SECONDS = 3600
@@ -59,21 +63,24 @@ _REBUILD_BATCH = 500
 
 # KEYS[1] daily zset, KEYS[2] minute zset, KEYS[3] built marker, KEYS[4] hold
 # ARGV[1] daily window ms, ARGV[2] daily allowance (limit less the reserve),
-# ARGV[3] minute window ms, ARGV[4] messages per minute window, ARGV[5] recipients,
-# ARGV[6] reservation token
-# Returns {status, now ms, not-before ms}: status 1 reserved; refused: 2 daily window full,
-# 3 minute window full, 4 held; -1 the windows must be rebuilt first, -2 more recipients than
-# the allowance (never fits).
+# ARGV[3] minute window ms, ARGV[4] messages per minute window, ARGV[5] recipients a message,
+# ARGV[6] reservation token, ARGV[7] messages wanted, ARGV[8] ms the places may wait for use
+# Reserves places for 1 to ARGV[7] messages, as many as both windows have room for, each
+# counted ARGV[8] ms from now (the latest moment it may start: see Places). Place j's members
+# are TOKEN.j (minute) and TOKEN.j:1 ... TOKEN.j:recipients (daily).
+# Returns {status, now ms, not-before ms, places}: status 1 reserved; refused: 2 daily window
+# full, 3 minute window full, 4 held; -1 the windows must be rebuilt first, -2 more recipients
+# than the allowance (never fits).
 _ACQUIRE = """
-if redis.call('EXISTS', KEYS[3]) == 0 then return {-1, 0, 0} end
+if redis.call('EXISTS', KEYS[3]) == 0 then return {-1, 0, 0, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local daily_window, allowance = tonumber(ARGV[1]), tonumber(ARGV[2])
 local minute_window, per_minute = tonumber(ARGV[3]), tonumber(ARGV[4])
 local recipients = tonumber(ARGV[5])
-if recipients > allowance then return {-2, now, 0} end
+if recipients > allowance then return {-2, now, 0, 0} end
 local hold = tonumber(redis.call('GET', KEYS[4]) or '0')
-if hold > now then return {4, now, hold} end
+if hold > now then return {4, now, hold, 0} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - daily_window)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - minute_window)
 local status, not_before = 1, 0
@@ -91,14 +98,23 @@ if in_minute >= per_minute then
   local moment = tonumber(leaving[2]) + minute_window
   if moment > not_before then status, not_before = 3, moment end
 end
-if status ~= 1 then return {status, now, not_before} end
-for i = 1, recipients do
-  redis.call('ZADD', KEYS[1], now, ARGV[6] .. ':' .. i)
+if status ~= 1 then return {status, now, not_before, 0} end
+local ahead = tonumber(ARGV[8])
+local places = math.min(tonumber(ARGV[7]), math.floor((allowance - used) / recipients),
+  per_minute - in_minute)
+local at = now + ahead
+for j = 1, places do
+  local place = ARGV[6] .. '.' .. j
+  for i = 1, recipients do
+    redis.call('ZADD', KEYS[1], at, place .. ':' .. i)
+  end
+  redis.call('ZADD', KEYS[2], at, place)
 end
-redis.call('ZADD', KEYS[2], now, ARGV[6])
-redis.call('PEXPIRE', KEYS[1], daily_window)
-redis.call('PEXPIRE', KEYS[2], minute_window)
-return {1, now, 0}
+-- Kept while its latest entry counts (never shortened: another's may count for longer).
+for k, ms in pairs({[KEYS[1]] = daily_window + ahead, [KEYS[2]] = minute_window + ahead}) do
+  if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
+end
+return {1, now, 0, places}
 """
 
 # KEYS[1] daily zset, KEYS[2] minute zset, KEYS[3] built marker, KEYS[4] rebuild lock
@@ -112,13 +128,15 @@ redis.call('DEL', KEYS[1], KEYS[2])
 local now = tonumber(ARGV[4])
 local daily_from = now - tonumber(ARGV[2])
 local minute_from = now - tonumber(ARGV[3])
+local latest = now
 for i = 5, #ARGV, 2 do
   local at = tonumber(ARGV[i])
   if at > daily_from then redis.call('ZADD', KEYS[1], at, ARGV[i + 1]) end
   if at > minute_from then redis.call('ZADD', KEYS[2], at, ARGV[i + 1]) end
+  if at > latest then latest = at end
 end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], latest - now + tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[2], latest - now + tonumber(ARGV[3]))
 redis.call('SET', KEYS[3], now)
 redis.call('DEL', KEYS[4])
 return 1
@@ -200,23 +218,72 @@ _REFUSALS = {2: Refusal.DAILY, 3: Refusal.MINUTE, 4: Refusal.HELD}
 
 @dataclass(frozen=True)
 class Reservation:
-    """What `acquire` counted, so a message the server did not accept can be given back."""
+    """One message's place, so a message the server did not accept can be given back."""
 
     account_id: int
-    token: str
+    token: str  # the place's token: its members in the windows are named after it
     recipients: int
+
+
+class Places:
+    """Room reserved at once for up to `count` messages (one limiter round trip for a run of
+    messages rather than one each), taken one message at a time.
+
+    Each place is counted in the windows at the latest moment its message may start (the
+    reservation's moment plus PLACES_SECONDS), never earlier than the message goes, so pacing
+    and the daily window hold as if each message had been counted as it went; a place not
+    taken by then is no longer used. Places never taken go back with give_back()."""
+
+    def __init__(
+        self, account_id: int, token: str, recipients: int, count: int, usable_until: float
+    ) -> None:
+        self.account_id = account_id
+        self.token = token
+        self.recipients = recipients
+        self.count = count
+        self.usable_until = usable_until  # time.monotonic(): no message may start after it
+        self.taken = 0
+
+    @property
+    def left(self) -> int:
+        """Places that may still be taken now."""
+        return self.count - self.taken if time.monotonic() < self.usable_until else 0
+
+    def take(self) -> Reservation | None:
+        """The next place, for a message about to go; None when none is left."""
+        if not self.left:
+            return None
+        self.taken += 1
+        return Reservation(self.account_id, f"{self.token}.{self.taken}", self.recipients)
+
+    def give_back(self) -> None:
+        """Give back the places not taken (their messages never went). Counting too much errs
+        on the safe side, so a Redis error is left to the caller to log."""
+        untaken = range(self.taken + 1, self.count + 1)
+        self.taken = self.count
+        if not untaken:
+            return
+        keys = _keys(self.account_id)
+        pipeline = get_redis().pipeline(transaction=False)
+        pipeline.zrem(
+            keys["daily"],
+            *(f"{self.token}.{j}:{i}" for j in untaken for i in range(1, self.recipients + 1)),
+        )
+        pipeline.zrem(keys["minute"], *(f"{self.token}.{j}" for j in untaken))
+        pipeline.execute()
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Go (with the reservation made) or not before a computed moment (naive UTC)."""
+    """Go (with the room reserved) or not before a computed moment (naive UTC)."""
 
     allowed: bool
     now: datetime
-    reservation: Reservation | None = None
+    reservation: Reservation | None = None  # acquire: the message's place
     refusal: Refusal | None = None
     # None when refused with TOO_MANY_RECIPIENTS: waiting would not help.
     not_before: datetime | None = None
+    places: Places | None = None  # reserve: the places reserved
 
 
 @dataclass(frozen=True)
@@ -272,17 +339,54 @@ def acquire(account: EmailAccount, recipients: int = 1) -> Decision:
     Call it for each message right before handing it to the server, while the message is
     claimed (status sending), so a rebuild after a Redis loss counts it.
     """
+    decision = _reserve(account, 1, recipients, ahead_seconds=0.0)
+    if decision.places is None:
+        return decision
+    # Counted now, for a message that goes now: its one place is taken at once.
+    reservation = Reservation(account.id, f"{decision.places.token}.1", recipients)
+    return replace(decision, reservation=reservation, places=None)
+
+
+def reserve(account: EmailAccount, messages: int, recipients: int = 1) -> Decision:
+    """Reserve room for up to `messages` messages of `recipients` people each, as many as the
+    windows allow (at least one), in one round trip; or say when to ask again.
+
+    The places (decision.places) are for messages claimed now (status sending), so a rebuild
+    after a Redis loss counts them; each is taken right before its message goes, within
+    PLACES_SECONDS, and those not taken are given back.
+    """
+    return _reserve(account, messages, recipients, ahead_seconds=PLACES_SECONDS)
+
+
+def _reserve(
+    account: EmailAccount, messages: int, recipients: int, ahead_seconds: float
+) -> Decision:
     if recipients < 1:
         raise ValueError("a message has at least one recipient")
+    if messages < 1:
+        raise ValueError("reserve room for at least one message")
     client = get_redis()
     keys = _keys(account.id)
     daily_ms, minute_ms = _windows_ms()
     token = uuid.uuid4().hex
-    args = [daily_ms, allowance(account), minute_ms, account.per_minute_limit, recipients, token]
+    args = [
+        daily_ms,
+        allowance(account),
+        minute_ms,
+        account.per_minute_limit,
+        recipients,
+        token,
+        messages,
+        int(ahead_seconds * 1000),
+    ]
     script_keys = [keys["daily"], keys["minute"], keys["built"], keys["hold"]]
-    status, now_ms, not_before_ms = _run(_ACQUIRE, client, script_keys, args)
+    # No place may be used later than it is counted: counted from Redis's clock, which reads
+    # no earlier than this.
+    asked_at = time.monotonic()
+    status, now_ms, not_before_ms, count = _run(_ACQUIRE, client, script_keys, args)
     if status == -1 and ensure_windows(account.id, client):
-        status, now_ms, not_before_ms = _run(_ACQUIRE, client, script_keys, args)
+        asked_at = time.monotonic()
+        status, now_ms, not_before_ms, count = _run(_ACQUIRE, client, script_keys, args)
     if status == -1:  # another worker is still rebuilding, or Redis was flushed again
         now_ms = _redis_now_ms(client)
         return Decision(
@@ -293,7 +397,8 @@ def acquire(account: EmailAccount, recipients: int = 1) -> Decision:
         )
     now = _to_datetime(now_ms)
     if status == 1:
-        return Decision(True, now, reservation=Reservation(account.id, token, recipients))
+        places = Places(account.id, token, recipients, count, asked_at + ahead_seconds)
+        return Decision(True, now, places=places)
     if status == -2:
         return Decision(False, now, refusal=Refusal.TOO_MANY_RECIPIENTS)
     return Decision(False, now, refusal=_REFUSALS[status], not_before=_to_datetime(not_before_ms))
@@ -453,11 +558,12 @@ def _rebuild(account_id: int, client: redis.Redis, keys: dict[str, str], token: 
     args: list[object] = [token, daily_ms, minute_ms, now_ms]
     for message_id, sent_at in sent:
         args += [_to_ms(sent_at), f"m{message_id}"]
-    # A reservation lost with Redis may belong to a message on the wire right now and not yet
-    # recorded as sent. Each connection has at most one such message (acquire right before
-    # sending, record right after), so count that many as sent now.
-    for number in range(min(claimed, cap or 0)):
-        args += [now_ms, f"in-flight:{number}"]
+    # Places lost with Redis may belong to messages on the wire right now and not yet recorded
+    # as sent, or still to go: a connection holds up to PLACES_AHEAD places, each usable for
+    # PLACES_SECONDS more, and only for a claimed message. Count that many as sent then.
+    ahead_ms = int(PLACES_SECONDS * 1000)
+    for number in range(min(claimed, (cap or 0) * PLACES_AHEAD)):
+        args += [now_ms + ahead_ms, f"in-flight:{number}"]
     _run(_REBUILD, client, [keys["daily"], keys["minute"], keys["built"], keys["rebuild"]], args)
 
 

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # While every connection thread is busy, the worker looks for a free one this often.
 ROOM_CHECK_SECONDS = 1.0
+# A burst worker whose queue ran dry looks this often for jobs its own threads queued.
+BURST_QUEUE_CHECK_SECONDS = 0.05
 
 
 class MailWorker(SimpleWorker):
@@ -162,10 +164,13 @@ def _work(app: Flask, burst: bool, threads: connections.Connections) -> int:
         if delivery_job.stop_requested.is_set():
             return 0
         if burst:
-            # The threads may have queued more (a full batch asks for another connection,
-            # a job out of time for a fresh one): drained only when they are done and the
-            # queue is empty.
-            threads.wait_idle()
+            # The threads may queue more (a full batch asks for another connection, a job
+            # out of time for a fresh one): taken as a long-running worker would take them,
+            # while the threads still run; drained only when they are done and the queue is
+            # empty.
+            while not threads.wait_idle(BURST_QUEUE_CHECK_SECONDS):
+                if outbox.mail_queue().count:
+                    break
             if not outbox.mail_queue().count:
                 return 0
             continue

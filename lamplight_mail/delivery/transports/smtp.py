@@ -117,7 +117,11 @@ def _network_failure(settings: ConnectionSettings, error: BaseException, stage: 
 def _dot_stuffed(message: bytes) -> bytes:
     """The message as DATA carries it (RFC 5321 4.5.2): a leading dot doubled on every line and
     CRLF at the end; the lone dot that ends it is sent apart (see Connection.deliver)."""
-    stuffed = re.sub(rb"(?m)^\.", b"..", message)
+    stuffed = (
+        re.sub(rb"(?m)^\.", b"..", message)
+        if message.startswith(b".") or b"\n." in message
+        else message
+    )
     if not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
     return stuffed
@@ -156,13 +160,15 @@ class Connection:
         stage = "mail"
         ended = False
         try:
-            code, response = self.client.mail(from_address)
+            # Bare addresses (checked at compose and on the account form) go as they are:
+            # smtplib's mail() and rcpt() would parse each again, for every message.
+            code, response = self.client.docmd("MAIL", f"FROM:<{from_address}>")
             if code != 250:
                 self._reset()
                 return _failure("mail", _text(response), code)
             stage = "rcpt"
             for recipient in recipients:
-                code, response = self.client.rcpt(recipient)
+                code, response = self.client.docmd("RCPT", f"TO:<{recipient}>")
                 if code not in (250, 251):
                     self._reset()
                     return _failure("rcpt", _text(response), code)
