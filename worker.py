@@ -1,4 +1,4 @@
-"""The RQ worker entry point: `python worker.py [--burst]`."""
+"""The RQ worker entry point: `python worker.py [--burst | --check]`."""
 
 import sys
 

@@ -8,17 +8,21 @@ running `python worker.py` processes (as in production, not --burst) delivering:
 - the baseline: one process with one connection (LAMPLIGHT_MAIL_WORKER_CONNECTIONS=1), one
   account at a time, as before connection threads; 40 accounts x 10 messages (at that rate 50
   each would take minutes, and the rate does not depend on the count);
-- one, two and four processes with the default connections, 40 accounts x 50 messages;
+- one process with 16, 24 and 32 connections (LAMPLIGHT_MAIL_WORKER_CONNECTIONS), then two and
+  four with the default, 40 accounts x 50 messages;
 - one process over 10 accounts x 50 messages: its memory against the 40 accounts' (flat).
 
 Each figure: messages per second from the first message sent to the last (the database's
-sent_at), and the peak resident memory (VmHWM) of each worker process. Ratios are against the
-baseline measured in the same run. The database is a fresh SQLite file, or a fresh PostgreSQL
-database when BENCH_DATABASE_URL names a server.
+sent_at), the peak resident memory (VmHWM) of each worker process, the workers' CPU and Redis
+commands per message, the most database connections the workers held at once (sampled every
+0.2 s) and, on PostgreSQL, the transactions they committed. Ratios are against the baseline
+measured in the same run. The database is a fresh SQLite file, or a fresh PostgreSQL database
+when BENCH_DATABASE_URL names a server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask_migrate import upgrade
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bench.throughput import (
     app_and_worker_env,
@@ -56,6 +60,7 @@ ACCOUNTS = 40
 MESSAGES = 50  # per account
 BASELINE_MESSAGES = 10  # per account, for the one-connection baseline
 SERVER_SECONDS = 0.05  # the server's time to take one message
+CONNECTION_COUNTS = (16, 24, 32)  # one process with each, to choose the default
 TIMEOUT = 600.0
 
 
@@ -63,12 +68,15 @@ TIMEOUT = 600.0
 class Run:
     label: str
     processes: int
+    connections: int  # each process's
     accounts: int
     messages: int
     rate: float  # messages per second, first sent to last
     rss_mb: list[float]  # each worker process's peak resident memory
     cpu_seconds: float  # the worker processes' CPU time, start-up included
     redis_commands: int  # what Redis processed meanwhile (the limiter, RQ, the leases' slots)
+    db_connections: int  # the most the workers held at once, all processes together
+    db_commits: int | None  # transactions committed meanwhile (PostgreSQL's count; None on SQLite)
 
 
 def _accounts(port: int, count: int) -> tuple[User, list[EmailAccount]]:
@@ -104,9 +112,10 @@ def deliver(
     *,
     processes: int,
     messages: int,
-    connections: int | None = None,
+    connections: int,
 ) -> Run:
-    """Compose `messages` for each account, run `processes` workers until all are sent."""
+    """Compose `messages` for each account, run `processes` workers with `connections` each
+    until all are sent."""
     sends = [
         outbox.create_send(
             user,
@@ -119,8 +128,9 @@ def deliver(
     ]
     ids = [send.id for send in sends]
     commands_before = _redis_commands()
+    commits_before = _commits()
     total = messages * len(accounts)
-    settings = {"LAMPLIGHT_MAIL_WORKER_CONNECTIONS": str(connections)} if connections else {}
+    settings = {"LAMPLIGHT_MAIL_WORKER_CONNECTIONS": str(connections)}
     workers = [
         subprocess.Popen(
             [sys.executable, str(PROJECT_ROOT / "worker.py")],
@@ -132,11 +142,13 @@ def deliver(
         )
         for _ in range(processes)
     ]
+    db_connections = 0
     try:
         deadline = time.monotonic() + TIMEOUT
         while _sent(ids) < total:
             if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
                 raise RuntimeError(f"{label}: {_sent(ids)} of {total} sent in time")
+            db_connections = max(db_connections, _database_connections(workers))
             time.sleep(0.2)
         rss = [_peak_rss_mb(worker.pid) for worker in workers]
         cpu = sum(_cpu_seconds(worker.pid) for worker in workers)
@@ -150,11 +162,53 @@ def deliver(
     ).one()
     rate = (total - 1) / (last - first).total_seconds()
     commands = _redis_commands() - commands_before
-    return Run(label, processes, len(accounts), total, rate, rss, cpu, commands)
+    commits = None if commits_before is None else _commits() - commits_before
+    return Run(
+        label,
+        processes,
+        connections,
+        len(accounts),
+        total,
+        rate,
+        rss,
+        cpu,
+        commands,
+        db_connections,
+        commits,
+    )
 
 
 def _redis_commands() -> int:
     return get_redis().info("stats")["total_commands_processed"]
+
+
+def _database_connections(workers: list[subprocess.Popen]) -> int:
+    """Database connections the workers hold now: PostgreSQL's other sessions on this database
+    (the bench's own excluded), or the SQLite file's descriptors open in the worker processes."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.rollback()
+        return db.session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    database = Path(db.engine.url.database).resolve()
+    held = 0
+    for worker in workers:
+        with contextlib.suppress(OSError):  # a descriptor closed while listed
+            for descriptor in Path(f"/proc/{worker.pid}/fd").iterdir():
+                held += descriptor.resolve() == database
+    return held
+
+
+def _commits() -> int | None:
+    if db.engine.dialect.name != "postgresql":
+        return None
+    db.session.rollback()
+    return db.session.scalar(
+        text("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    )
 
 
 def _sent(send_ids: list[int]) -> int:
@@ -192,11 +246,24 @@ def main() -> None:
                             env,
                             user,
                             accounts,
+                            f"1 process(es), {n} connections each",
+                            processes=1,
+                            messages=MESSAGES,
+                            connections=n,
+                        )
+                        for n in CONNECTION_COUNTS
+                    ),
+                    *(
+                        deliver(
+                            env,
+                            user,
+                            accounts,
                             f"{n} process(es), {default} connections each",
                             processes=n,
                             messages=MESSAGES,
+                            connections=default,
                         )
-                        for n in (1, 2, 4)
+                        for n in (2, 4)
                     ),
                     deliver(
                         env,
@@ -205,6 +272,7 @@ def main() -> None:
                         f"1 process, {default} connections, 10 accounts",
                         processes=1,
                         messages=MESSAGES,
+                        connections=default,
                     ),
                 ]
                 backend = db.engine.dialect.name
@@ -219,13 +287,28 @@ def main() -> None:
     print(f"load average (1 min) before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}")
     for run in runs:
         memory = ", ".join(f"{mb:.0f}" for mb in run.rss_mb)
+        commits = "-" if run.db_commits is None else f"{run.db_commits * 1000 / run.messages:.0f}"
         print(
             f"{run.label:<42} {run.accounts:>3} accounts x {run.messages // run.accounts:>3}: "
             f"{run.rate:7.1f} msg/s  x{run.rate / baseline:5.1f}  "
             f"CPU {run.cpu_seconds * 1000 / run.messages:4.1f} ms/msg  "
             f"Redis {run.redis_commands * 1000 / run.messages:6.0f} cmd/1000 msg  "
+            f"DB {run.db_connections:>3} connections at most, {commits} commits/1000 msg  "
             f"peak RSS MB: {memory}"
         )
+    by_connections = {
+        run.connections: run for run in runs if run.processes == 1 and run.accounts == ACCOUNTS
+    }
+    first = by_connections[CONNECTION_COUNTS[0]]
+    print(
+        "1 process, against "
+        f"{CONNECTION_COUNTS[0]} connections: "
+        + ", ".join(
+            f"{n}: x{by_connections[n].rate / first.rate:.2f} msg/s, "
+            f"x{max(by_connections[n].rss_mb) / max(first.rss_mb):.2f} RSS"
+            for n in CONNECTION_COUNTS[1:]
+        )
+    )
     print("targets: 1 process >= 200 msg/s; RSS flat from 10 to 40 accounts")
 
 

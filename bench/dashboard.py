@@ -4,7 +4,14 @@
 (the rolling window, open messages, 90 days of rollups), times GET /dashboard and the first page
 of /log with 10,000 logged messages, adds older history up to 1,000,000 messages, and times them
 again; it prints each median and the ratio (target: <= 1.5). A /log page deep in the history
-(a keyset cursor near the oldest message) is timed too, against the first page.
+(a keyset cursor near the oldest message) is timed too, against the first page. The pages take
+turns, round after round, so a change in the machine's load falls on all of them alike.
+
+The dashboard counts each account's limit usage from the limiter's windows in Redis. It is timed
+twice more, each against that normal path in the same run, where the figures come from the sent
+log instead: with Redis emptied before every request (as after a restart without its data: each
+account's windows are rebuilt from the sent log, delivery/limits.py) and with Redis not
+answering (the dashboard counts from the sent log itself, reporting/usage.py).
 
 SQLite in a temporary folder by default; set LAMPLIGHT_BENCH_DATABASE_URL to an empty
 PostgreSQL database to measure there.
@@ -12,6 +19,8 @@ PostgreSQL database to measure there.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import random
 import shutil
@@ -19,6 +28,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +40,7 @@ from sqlalchemy import func, insert, select, text
 
 from lamplight_mail import create_app
 from lamplight_mail.dev import embedded_redis
-from lamplight_mail.extensions import db
+from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.models import (
     AccountDailyStats,
     AuthMethod,
@@ -51,6 +62,7 @@ HISTORY_DAYS = 90
 CHUNK = 20_000
 ADMIN_EMAIL, ADMIN_PASSWORD = "bench-admin@charity.example", "bench password 1"
 TARGET_RATIO = 1.5
+ROUNDS = 11  # timed requests of each page, taking turns
 # Per account, in the last day: sent in the window, waiting, deferred, failed.
 RECENT = {MessageStatus.SENT: 20, MessageStatus.QUEUED: 3, MessageStatus.DEFERRED: 2}
 RECENT_FAILED = 1
@@ -179,15 +191,53 @@ class Generator:
             db.session.commit()
 
 
-def _median_ms(client: FlaskClient, url: str, runs: int) -> float:
-    client.get(url)  # warm caches and the template
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        response = client.get(url)
-        timings.append(time.perf_counter() - started)
-        assert response.status_code == 200, url
-    return statistics.median(timings) * 1000
+@dataclass(frozen=True)
+class Probe:
+    """One page to time: `prepare` runs (untimed) before each request, the request is made
+    `within` a context, and `shows` is text the page must hold (proof the path meant was taken)."""
+
+    url: str
+    prepare: Callable[[], object] = lambda: None
+    within: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    shows: str | None = None
+
+    def seconds(self, client: FlaskClient) -> float:
+        self.prepare()
+        with self.within():
+            started = time.perf_counter()
+            response = client.get(self.url)
+            elapsed = time.perf_counter() - started
+        assert response.status_code == 200, self.url
+        page = response.get_data(as_text=True)
+        assert self.shows is None or self.shows in page, (self.url, self.shows)
+        return elapsed
+
+
+def _lose_windows(app: Flask) -> None:
+    """Empty Redis, as a restart without its data does: every limiter window is gone."""
+    with app.app_context():
+        get_redis().flushdb()
+
+
+def _windows_built(app: Flask) -> int:
+    with app.app_context():
+        return sum(1 for _ in get_redis().scan_iter("lm:limits:*:built"))
+
+
+@contextlib.contextmanager
+def _redis_down(app: Flask) -> Iterator[None]:
+    """The app's Redis does not answer (a socket nobody listens on), its warnings silenced."""
+    url, client = app.config["REDIS_URL"], app.extensions["lamplight_redis"]
+    level = app.logger.level
+    nowhere = Path(tempfile.gettempdir()) / f"lm-bench-{uuid.uuid4().hex}.sock"
+    app.config["REDIS_URL"] = f"unix://{nowhere}"
+    app.extensions["lamplight_redis"] = None
+    app.logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        app.config["REDIS_URL"], app.extensions["lamplight_redis"] = url, client
+        app.logger.setLevel(level)
 
 
 def _deep_log_url() -> str:
@@ -202,16 +252,32 @@ def _deep_log_url() -> str:
 
 
 def _measure(app: Flask, client: FlaskClient) -> dict[str, float]:
+    """Median ms of each probe. The probes take turns, round after round, so a change in the
+    machine's load meanwhile falls on all of them alike (the ratios are the figures)."""
     with app.app_context():
         # Fresh planner statistics, as PostgreSQL's autovacuum (or a nightly ANALYZE) keeps them.
         db.session.execute(text("ANALYZE"))
         db.session.commit()
         deep = _deep_log_url()
-    return {
-        "dashboard": _median_ms(client, "/dashboard", 9),
-        "log, first page": _median_ms(client, "/log", 25),
-        "log, deep page": _median_ms(client, deep, 25),
+    probes = {
+        "dashboard": Probe("/dashboard"),
+        "dashboard, windows lost": Probe("/dashboard", prepare=lambda: _lose_windows(app)),
+        "dashboard, Redis down": Probe(
+            "/dashboard", within=lambda: _redis_down(app), shows="Counted from the delivery log"
+        ),
+        "log, first page": Probe("/log"),
+        "log, deep page": Probe(deep),
     }
+    timings: dict[str, list[float]] = {name: [] for name in probes}
+    for round_number in range(ROUNDS + 1):
+        for name, probe in probes.items():
+            seconds = probe.seconds(client)
+            if round_number:  # the first round warms caches and templates
+                timings[name].append(seconds)
+        if round_number == 1:
+            built = _windows_built(app)
+            assert built == ACCOUNTS, f"{built} of {ACCOUNTS} accounts' windows rebuilt"
+    return {name: statistics.median(times) * 1000 for name, times in timings.items()}
 
 
 def _app(folder: Path) -> Flask:
@@ -259,15 +325,21 @@ def main() -> None:
         f"dashboard: {ACCOUNTS} accounts, {SMALL:,} vs {LARGE:,} logged messages "
         f"(same last 24 h; {built:.0f} s to generate), median ms per request"
     )
-    print(f"  {'':<18}{SMALL:>12,}{LARGE:>12,}   ratio")
+    print(f"  {'':<24}{SMALL:>12,}{LARGE:>12,}   ratio")
     for name in small:
         ratio = large[name] / small[name]
         verdict = "ok" if ratio <= TARGET_RATIO else f"over the {TARGET_RATIO} target"
-        print(f"  {name:<18}{small[name]:>12.1f}{large[name]:>12.1f}   {ratio:.2f} {verdict}")
+        print(f"  {name:<24}{small[name]:>12.1f}{large[name]:>12.1f}   {ratio:.2f} {verdict}")
     print(
         f"  log, deep vs first page at {LARGE:,}: "
         f"{large['log, deep page'] / large['log, first page']:.2f}"
     )
+    print("  usage from the sent log vs from Redis's windows (the dashboard), same run:")
+    for name in ("dashboard, windows lost", "dashboard, Redis down"):
+        print(
+            f"  {name:<24}{small[name] / small['dashboard']:>6.2f} at {SMALL:,}"
+            f"{large[name] / large['dashboard']:>7.2f} at {LARGE:,}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """Runs an RQ worker (with its scheduler) on the mail queue, inside an app context, and sweeps
-the outbox for due work that has no job."""
+the outbox for due work that has no job; `--check` tells whether this host's worker is alive."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import logging
+import socket
+import sys
 import time
+from datetime import timedelta
 
 from flask import Flask
 from redis import Redis, RedisError
 from redis.client import Pipeline
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
+from rq.utils import now
 from sqlalchemy.exc import SQLAlchemyError
 
 from lamplight_mail import create_app
@@ -26,6 +30,9 @@ log = logging.getLogger(__name__)
 ROOM_CHECK_SECONDS = 1.0
 # A burst worker whose queue ran dry looks this often for jobs its own threads queued.
 BURST_QUEUE_CHECK_SECONDS = 0.05
+# RQ blocks on the queue for its TTL less 15 seconds: a worker whose TTL is the sweep interval
+# plus this wakes in time to sweep, and heartbeats at least that often.
+TTL_MARGIN_SECONDS = 15
 
 
 class MailWorker(SimpleWorker):
@@ -131,12 +138,27 @@ def sweep(*, force: bool = False) -> None:
         log.info("outbox sweep enqueued delivery for accounts %s", enqueued)
 
 
+def parser() -> argparse.ArgumentParser:
+    """The worker's command line (docker-compose.yml's health check is checked against it)."""
+    commands = argparse.ArgumentParser(description="Send queued Lamplight mail.")
+    mode = commands.add_mutually_exclusive_group()
+    mode.add_argument("--burst", action="store_true", help="drain what is due, then exit")
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 0 if a worker on this host has a fresh heartbeat in Redis, else 1 "
+        "(a container health check)",
+    )
+    return commands
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Send queued Lamplight mail.")
-    parser.add_argument("--burst", action="store_true", help="drain what is due, then exit")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
 
     app = create_app()
+    if args.check:
+        with app.app_context():
+            return check_alive(app)
     threads = connections.install(app, app.config["WORKER_CONNECTIONS"])
     try:
         with app.app_context():
@@ -146,8 +168,40 @@ def main(argv: list[str] | None = None) -> int:
         connections.uninstall()
 
 
+def check_alive(app: Flask) -> int:
+    """0 when a worker on this host has heartbeated within its TTL, else 1 (said on stderr).
+
+    The heartbeat is RQ's own, written from the worker's main loop before every wait on the
+    queue and every second while all its threads are busy: a worker that is stopped
+    (SIGSTOP), hung in that loop, dead, or cannot reach Redis (so cannot take work) has none
+    that fresh. The key RQ keeps per worker outlives it by a minute, so its age is what counts.
+    A container holds one worker, so "this host" is this worker; on a host running several, it
+    says whether any of them is alive.
+    """
+    limit = timedelta(seconds=_ttl(app))
+    try:
+        workers = Worker.all(queue=outbox.mail_queue())
+    except RedisError as error:
+        print(f"unhealthy: Redis did not answer ({type(error).__name__})", file=sys.stderr)
+        return 1
+    host = socket.gethostname()
+    ages = [
+        now() - worker.last_heartbeat
+        for worker in workers
+        if worker.hostname == host and worker.last_heartbeat is not None
+    ]
+    if any(age <= limit for age in ages):
+        return 0
+    newest = f"; the newest heartbeat is {min(ages).total_seconds():.0f} s old" if ages else ""
+    print(f"unhealthy: no worker on {host} heartbeated in {_ttl(app)} s{newest}", file=sys.stderr)
+    return 1
+
+
+def _ttl(app: Flask) -> int:
+    return app.config["MAIL_SWEEP_SECONDS"] + TTL_MARGIN_SECONDS
+
+
 def _work(app: Flask, burst: bool, threads: connections.Connections) -> int:
-    interval = app.config["MAIL_SWEEP_SECONDS"]
     connection = get_redis(app)
     if burst:
         sweep(force=True)  # whatever is due now, lost jobs included, then drain it
@@ -156,9 +210,8 @@ def _work(app: Flask, burst: bool, threads: connections.Connections) -> int:
             [outbox.mail_queue()],
             connection=connection,
             serializer=outbox.JOB_SERIALIZER,
-            maintenance_interval=interval,
-            # RQ blocks on the queue for worker_ttl - 15 seconds: wake up in time to sweep.
-            worker_ttl=interval + 15,
+            maintenance_interval=app.config["MAIL_SWEEP_SECONDS"],
+            worker_ttl=_ttl(app),
         )
         worker.work(burst=burst, with_scheduler=True)
         if delivery_job.stop_requested.is_set():
