@@ -101,6 +101,17 @@ def form_data(**overrides: str) -> dict[str, str]:
     return data
 
 
+def user_form_data(**overrides: str) -> dict[str, str]:
+    """The add-a-user form as an admin fills it in: Olive, an operator."""
+    return {
+        "email": "olive@charity.example",
+        "name": "Olive",
+        "role": "operator",
+        "password": PASSWORD,
+        **overrides,
+    }
+
+
 def server_form_data(server, **overrides: str) -> dict[str, str]:
     """The form pointed at a test SMTP server (STARTTLS unless overridden)."""
     return form_data(host=server.host, port=str(server.port), **overrides)

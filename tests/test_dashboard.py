@@ -16,11 +16,6 @@ from tests.factories import add_daily, add_messages, make_account, make_send, ma
 from tests.pages import definitions, section, text
 
 
-@pytest.fixture
-def admin(auth) -> int:
-    return auth.login_admin()
-
-
 def _stamp(moment) -> str:
     return f'datetime="{moment.isoformat(timespec="seconds")}Z"'
 

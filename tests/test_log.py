@@ -19,11 +19,6 @@ from tests.pages import link, section, text, walk
 DAY = datetime(2026, 3, 10, 9, 30)
 
 
-@pytest.fixture
-def admin(auth) -> int:
-    return auth.login_admin()
-
-
 def _ids(page: str) -> list[int]:
     return [int(found) for found in re.findall(r'<tr id="message-(\d+)"', page)]
 

@@ -31,15 +31,7 @@ from tests.oauth_support import (
     stored_refresh_token,
 )
 
-
-@pytest.fixture
-def app_config(app_config: dict, oauth_config: dict) -> dict:
-    return {**app_config, **oauth_config}
-
-
-@pytest.fixture
-def admin(auth) -> int:
-    return auth.login_admin()
+pytestmark = pytest.mark.oauth
 
 
 # --- /admin/oauth --------------------------------------------------------------------------
@@ -322,27 +314,28 @@ def test_an_expired_cache_entry_is_refreshed(app, admin, browser, authority, red
     assert len(authority.grants("refresh_token")) == 2
 
 
+def _token_failure(app, account_id: int) -> tokens.TokenFailure:
+    """Why the account's access token could not be had (the test fails if it could)."""
+    with app.app_context(), pytest.raises(tokens.TokenFailure) as failure:
+        tokens.access_token(db.session.get(EmailAccount, account_id))
+    return failure.value
+
+
 def test_a_revoked_grant_asks_for_a_new_sign_in(app, admin, browser, authority):
     account_id = _signed_in_account(app, browser)
     authority.revoke()
-    with app.app_context():
-        account = db.session.get(EmailAccount, account_id)
-        with pytest.raises(tokens.TokenFailure) as failure:
-            tokens.access_token(account)
-    assert failure.value.kind == ErrorKind.SIGN_IN_AGAIN
-    assert "AADSTS70008" in failure.value.answer
-    assert "Sign in again" in failure.value.hint
+    failure = _token_failure(app, account_id)
+    assert failure.kind == ErrorKind.SIGN_IN_AGAIN
+    assert "AADSTS70008" in failure.answer
+    assert "Sign in again" in failure.hint
 
 
 def test_google_invalid_grant_is_explained(app, admin, browser, authority):
     account_id = _signed_in_account(app, browser, provider="gmail")
     authority.revoke()
-    with app.app_context():
-        account = db.session.get(EmailAccount, account_id)
-        with pytest.raises(tokens.TokenFailure) as failure:
-            tokens.access_token(account)
-    assert failure.value.answer == "invalid_grant: Token has been expired or revoked."
-    assert "7 days" in failure.value.hint
+    failure = _token_failure(app, account_id)
+    assert failure.answer == "invalid_grant: Token has been expired or revoked."
+    assert "7 days" in failure.hint
 
 
 def test_the_app_grant_uses_client_credentials(app, admin, browser, authority):
@@ -362,10 +355,9 @@ def test_an_invalid_client_secret_is_explained(app, admin, browser, authority):
     browser.post("/admin/email/system", oauth_form(oauth_grant="app"))
     [account] = accounts_in_db(app)
     authority.script_invalid_client_secret()
-    with app.app_context(), pytest.raises(tokens.TokenFailure) as failure:
-        tokens.access_token(db.session.get(EmailAccount, account.id))
-    assert failure.value.kind == ErrorKind.ADMIN_FIX
-    assert "AADSTS7000215" in failure.value.answer and "Secret ID" in failure.value.hint
+    failure = _token_failure(app, account.id)
+    assert failure.kind == ErrorKind.ADMIN_FIX
+    assert "AADSTS7000215" in failure.answer and "Secret ID" in failure.hint
 
 
 def test_keys_rotate_covers_refresh_tokens_and_client_secrets(

@@ -103,6 +103,16 @@ class WorkerProcess:
                 self.kill()
         self._log.close()
 
+    def terminate(self) -> float:
+        """SIGTERM to the worker alone, as `docker compose stop` and systemd send it: the
+        seconds it took to exit. Its scheduler child is stopped after."""
+        os.kill(self.process.pid, signal.SIGTERM)
+        asked = time.monotonic()
+        self.process.wait(timeout=30)
+        stopped_after = time.monotonic() - asked
+        self.stop()
+        return stopped_after
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
@@ -196,14 +206,22 @@ class LiveApp:
 # --- Bodies of racing processes (spawned: they import this module and build their own app) ---
 
 
-def acquire_until_empty(config: dict, account_id: int, work, results, rounds: int, barrier):
-    """Each round: take due messages off `work` until it is empty, asking the limiter for each;
-    report (round, allowed, now ms, not-before ms) per message."""
+@contextmanager
+def _account_in_own_app(config: dict, account_id: int) -> Iterator[EmailAccount]:
+    """The account, read by an app of this process's own and detached from its session (the
+    limiter needs only its settings), inside that app's context."""
     app = create_app(config)
     with app.app_context():
         account = db.session.get(EmailAccount, account_id)
         db.session.expunge(account)
         db.session.remove()
+        yield account
+
+
+def acquire_until_empty(config: dict, account_id: int, work, results, rounds: int, barrier):
+    """Each round: take due messages off `work` until it is empty, asking the limiter for each;
+    report (round, allowed, now ms, not-before ms) per message."""
+    with _account_in_own_app(config, account_id) as account:
         for number in range(rounds):
             barrier.wait()
             while True:
@@ -218,11 +236,7 @@ def acquire_until_empty(config: dict, account_id: int, work, results, rounds: in
 
 def acquire_paced(config: dict, account_id: int, work, results):
     """Send every message handed out, waiting for the limiter's moment whenever refused."""
-    app = create_app(config)
-    with app.app_context():
-        account = db.session.get(EmailAccount, account_id)
-        db.session.expunge(account)
-        db.session.remove()
+    with _account_in_own_app(config, account_id) as account:
         while work.get() is not None:
             while not (decision := limits.acquire(account)).allowed:
                 time.sleep(max(0.0, (decision.not_before - decision.now).total_seconds()))
@@ -231,11 +245,7 @@ def acquire_paced(config: dict, account_id: int, work, results):
 
 def hold_connections(config: dict, account_id: int, holds: int, state, lock) -> None:
     """Hold `holds` connection slots one after another, noting how many are held at once."""
-    app = create_app(config)
-    with app.app_context():
-        account = db.session.get(EmailAccount, account_id)
-        db.session.expunge(account)
-        db.session.remove()
+    with _account_in_own_app(config, account_id) as account:
         done = 0
         while done < holds:
             with limits.connection_slot(account) as slot:
