@@ -1,6 +1,6 @@
 """Processes the tests start: `python worker.py` (in a burst, or running on until stopped), the
 web app served by `flask run` next to a worker (the browser tests), and the bodies of processes
-that race each other for one account's limits."""
+that race each other for one account's limits or its access token."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from lamplight_mail import create_app
 from lamplight_mail.delivery import limits
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount
+from lamplight_mail.oauth import tokens
 from tests.smtp_servers import SMTPServer, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -209,7 +210,7 @@ class LiveApp:
 @contextmanager
 def _account_in_own_app(config: dict, account_id: int) -> Iterator[EmailAccount]:
     """The account, read by an app of this process's own and detached from its session (the
-    limiter needs only its settings), inside that app's context."""
+    limiter and the token cache need only its settings), inside that app's context."""
     app = create_app(config)
     with app.app_context():
         account = db.session.get(EmailAccount, account_id)
@@ -260,6 +261,18 @@ def hold_connections(config: dict, account_id: int, holds: int, state, lock) -> 
                 with lock:
                     state[0] -= 1
             done += 1
+
+
+def fetch_access_token(config: dict, account_id: int, barrier) -> tuple[int, str]:
+    """Once every process is at `barrier`, ask for the account's access token, as a worker
+    about to send does: (this process's id, the token, or why there was none)."""
+    with _account_in_own_app(config, account_id) as account:
+        barrier.wait()
+        try:
+            return os.getpid(), tokens.access_token(account)
+        except tokens.TokenFailure as failure:
+            # Said as text: the exception itself does not survive pickling back to the test.
+            return os.getpid(), f"no token: {failure.answer}"
 
 
 def _ms(moment: datetime) -> int:
