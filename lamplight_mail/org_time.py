@@ -3,7 +3,7 @@ shown, or typed in, as the organisation's clocks read them, British Summer Time 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -15,9 +15,26 @@ def zone() -> ZoneInfo:
     return ZoneInfo(current_app.config["TIMEZONE"])
 
 
+def zone_name() -> str:
+    """The zone as pages name it, e.g. "UK time (Europe/London)"."""
+    key = zone().key
+    return "UK time (Europe/London)" if key == "Europe/London" else key
+
+
 def local(moment: datetime) -> datetime:
     """A stored (naive UTC) moment on the organisation's clocks."""
     return moment.replace(tzinfo=UTC).astimezone(zone())
+
+
+def day_of(moment: datetime) -> date:
+    """The organisation's day at a stored (naive UTC) moment: 00:30 BST on 1 June is 1 June,
+    though UTC still says 31 May."""
+    return local(moment).date()
+
+
+def day_start(day: date) -> datetime:
+    """The stored (naive UTC) moment the organisation's `day` begins."""
+    return datetime.combine(day, time(), tzinfo=zone()).astimezone(UTC).replace(tzinfo=None)
 
 
 def shown(moment: datetime | None) -> str:

@@ -67,6 +67,16 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture
+def own_redis() -> Iterator[tuple[str, str]]:
+    """An embedded Redis of the test's own, which it may stop (never the shared one): its
+    folder and URL."""
+    folder = tempfile.mkdtemp(prefix="lm-own-")  # short: unix socket paths are limited
+    yield folder, embedded_redis.ensure_running(folder, persist=False)
+    embedded_redis.stop(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 # --- Databases: migrated once per session into a template, copied for each test ------------
 
 
@@ -143,14 +153,16 @@ def fernet_keys() -> list[str]:
 
 @pytest.fixture
 def app_config(
+    request: pytest.FixtureRequest,
     database_url: str,
     redis_url: str,
     redis_client: redis.Redis,
     fernet_keys: list[str],
     tmp_path: Path,
 ) -> dict:
-    """What the app under test (and any worker process it starts) is configured with."""
-    return {
+    """What the app under test (and any worker process it starts) is configured with; under
+    the `oauth` mark, with the providers' endpoints at the local stand-ins too."""
+    config = {
         "TESTING": True,
         "SECRET_KEY": "test-" + uuid.uuid4().hex,
         "SQLALCHEMY_DATABASE_URI": database_url,
@@ -158,6 +170,9 @@ def app_config(
         "FERNET_KEYS": fernet_keys,
         "SMTP_TIMEOUT_SECONDS": 10.0,
     }
+    if request.node.get_closest_marker("oauth"):
+        config.update(request.getfixturevalue("oauth_config"))
+    return config
 
 
 @pytest.fixture
@@ -206,6 +221,13 @@ def worker_env(app_config: dict, tmp_path: Path, trusted_ca: Path) -> dict[str, 
 
 
 @pytest.fixture
+def ctx(app: Flask) -> Iterator[Flask]:
+    """The app with its context pushed, for tests that call the services directly."""
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
@@ -218,6 +240,12 @@ def browser(client: FlaskClient) -> Browser:
 @pytest.fixture
 def auth(app: Flask, browser: Browser) -> AuthActions:
     return AuthActions(app, browser)
+
+
+@pytest.fixture
+def admin(auth: AuthActions) -> int:
+    """An admin, logged in: their id."""
+    return auth.login_admin()
 
 
 # --- SMTP servers --------------------------------------------------------------------------

@@ -32,7 +32,14 @@ from aiosmtpd.smtp import SMTP, AuthResult
 from flask import Flask, jsonify, make_response, redirect, request
 from werkzeug.serving import make_server
 
-from tests.smtp_servers import Received, SMTPServer, _Handler, free_port, start_server
+from tests.smtp_servers import (
+    Received,
+    SMTPServer,
+    _Handler,
+    free_port,
+    start_server,
+    wait_for_messages,
+)
 
 TENANT = "riverside.org.uk"
 MS_CLIENT_ID = "11111111-2222-3333-4444-555555555555"
@@ -341,13 +348,7 @@ class GraphServer(_Served):
             self.scripted.append((status, retry_after))
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[GraphMessage]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.messages) >= count:
-                    return list(self.messages)
-            time.sleep(0.05)
-        raise AssertionError(f"expected {count} messages, Graph received {len(self.messages)}")
+        return wait_for_messages(self.messages, self.lock, count, timeout, "Graph")
 
     def _app(self) -> Flask:
         app = Flask(__name__)

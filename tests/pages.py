@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import encode_multipart
 
 from lamplight_mail import users
 from lamplight_mail.extensions import db
@@ -42,6 +43,14 @@ class Browser:
         data = dict(data or {})
         data.setdefault("csrf_token", self.csrf_token())
         return self.client.post(url, data=data, **kwargs)
+
+    def post_multipart(self, url: str, data: dict):
+        """POST as a form with files is sent (multipart/form-data), encoded here, in memory:
+        the test client would spool a large body to a temporary file it never closes."""
+        boundary, body = encode_multipart({"csrf_token": self.csrf_token(), **data})
+        return self.client.post(
+            url, data=body, content_type=f"multipart/form-data; boundary={boundary}"
+        )
 
 
 class AuthActions:
@@ -99,6 +108,17 @@ def form_data(**overrides: str) -> dict[str, str]:
     }
     data.update(overrides)
     return data
+
+
+def user_form_data(**overrides: str) -> dict[str, str]:
+    """The add-a-user form as an admin fills it in: Olive, an operator."""
+    return {
+        "email": "olive@charity.example",
+        "name": "Olive",
+        "role": "operator",
+        "password": PASSWORD,
+        **overrides,
+    }
 
 
 def server_form_data(server, **overrides: str) -> dict[str, str]:
@@ -198,6 +218,14 @@ def input_value(page: str, name: str) -> str | None:
     assert match, f"no {name} field on the page"
     value = re.search(r'value="([^"]*)"', match.group(0))
     return value.group(1) if value else None
+
+
+def textarea_value(page: str, name: str) -> str:
+    """What the <textarea> holds, as a browser would post it back (its first newline is the
+    markup's, not the value's)."""
+    match = re.search(rf'<textarea[^>]*name="{name}"[^>]*>\r?\n?(.*?)</textarea>', page, re.S)
+    assert match, f"no {name} box on the page"
+    return unescape(match.group(1))
 
 
 def selected_option(page: str, name: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -104,16 +104,25 @@ class Recorder:
             return [rcpt for item in self.messages for rcpt in item.rcpt_tos]
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.messages) >= count:
-                    return list(self.messages)
-            time.sleep(0.05)
-        with self.lock:
-            raise AssertionError(
-                f"expected {count} messages, the server received {len(self.messages)}"
-            )
+        return wait_for_messages(self.messages, self.lock, count, timeout, "the server")
+
+
+_Message = TypeVar("_Message")
+
+
+def wait_for_messages(
+    messages: list[_Message], lock: threading.Lock, count: int, timeout: float, server: str
+) -> list[_Message]:
+    """A stand-in server's `messages` (guarded by `lock`) once `count` have arrived; fails the
+    test after `timeout` seconds saying how many did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with lock:
+            if len(messages) >= count:
+                return list(messages)
+        time.sleep(0.05)
+    with lock:
+        raise AssertionError(f"expected {count} messages, {server} received {len(messages)}")
 
 
 class _Handler:

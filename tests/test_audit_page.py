@@ -12,7 +12,7 @@ from lamplight_mail import audit
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuditEvent
 from tests.factories import PASSWORD
-from tests.pages import section, text, walk
+from tests.pages import section, text, user_form_data, walk
 
 
 def _event_ids(page: str) -> list[int]:
@@ -21,15 +21,7 @@ def _event_ids(page: str) -> list[int]:
 
 def test_admin_actions_appear_without_the_password(auth, browser):
     auth.login_admin()
-    response = browser.post(
-        "/admin/users/new",
-        {
-            "email": "olive@charity.example",
-            "name": "Olive",
-            "role": "operator",
-            "password": PASSWORD,
-        },
-    )
+    response = browser.post("/admin/users/new", user_form_data())
     assert response.status_code == 302
 
     page = browser.get("/admin/audit").get_data(as_text=True)

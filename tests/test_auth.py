@@ -7,6 +7,7 @@ from sqlalchemy import select
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role, User
 from tests.factories import PASSWORD
+from tests.pages import user_form_data
 
 
 def test_first_visit_leads_to_setup_which_creates_the_first_admin_then_disappears(browser, app):
@@ -77,15 +78,7 @@ def test_forms_without_a_csrf_token_are_refused(auth, browser):
 
 def test_admin_adds_an_operator_who_can_then_log_in(auth, browser, app):
     auth.login_admin()
-    response = browser.post(
-        "/admin/users/new",
-        {
-            "email": "olive@charity.example",
-            "name": "Olive",
-            "role": "operator",
-            "password": PASSWORD,
-        },
-    )
+    response = browser.post("/admin/users/new", user_form_data())
     assert response.status_code == 302
     assert "Olive" in browser.get("/admin/users").get_data(as_text=True)
     auth.logout()
@@ -95,15 +88,7 @@ def test_admin_adds_an_operator_who_can_then_log_in(auth, browser, app):
 def test_admin_cannot_add_a_duplicate_email(auth, browser):
     auth.login_admin()
     auth.create_user("olive@charity.example")
-    response = browser.post(
-        "/admin/users/new",
-        {
-            "email": "OLIVE@charity.example",
-            "name": "Olive",
-            "role": "operator",
-            "password": PASSWORD,
-        },
-    )
+    response = browser.post("/admin/users/new", user_form_data(email="OLIVE@charity.example"))
     assert response.status_code == 200
     assert "already exists" in response.get_data(as_text=True)
 

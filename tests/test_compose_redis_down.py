@@ -5,10 +5,6 @@ The test runs its own embedded Redis so it can stop it; the shared one stays up 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-
 import pytest
 
 from lamplight_mail.dev import embedded_redis
@@ -19,15 +15,6 @@ from tests.pages import AuthActions, Browser
 from tests.workers import run_burst_worker
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def own_redis() -> Iterator[tuple[str, str]]:
-    folder = tempfile.mkdtemp(prefix="lm-own-")  # short: unix socket paths are limited
-    url = embedded_redis.ensure_running(folder, persist=False)
-    yield folder, url
-    embedded_redis.stop(folder)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_mail_composed_while_redis_is_down_is_delivered_once_it_is_back(

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount, Send, User
 from tests.factories import make_account
-from tests.pages import form_data
+from tests.pages import form_data, user_form_data
 
 # Each character the email library rejects in a header, and a plain control character.
 BREAKING = ["\u2028", "\u2029", "\x0b", "\x0c", "\x85", "\x1c", "\x1d", "\x1e", "\r", "\n"]
@@ -85,12 +85,7 @@ def test_user_names_refuse_line_breaks_of_every_kind(app, auth, browser, charact
     auth.login_admin()
     response = browser.post(
         "/admin/users/new",
-        {
-            "email": "new@charity.example",
-            "name": f"New{character}Person",
-            "role": "operator",
-            "password": "a long enough password",
-        },
+        user_form_data(email="new@charity.example", name=f"New{character}Person"),
     )
     page = response.get_data(as_text=True)
     assert response.status_code == 200

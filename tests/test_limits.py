@@ -18,14 +18,8 @@ HOUR = 3600
 
 
 @pytest.fixture
-def admin(app, auth) -> int:
+def admin_id(app, auth) -> int:
     return auth.create_user("admin@charity.example", Role.ADMIN, "Ada Admin")
-
-
-@pytest.fixture
-def ctx(app):
-    with app.app_context():
-        yield app
 
 
 def _windows(app, daily: int = HOUR, minute: int = 60) -> None:
@@ -180,10 +174,10 @@ def test_a_quota_answer_with_nothing_of_ours_in_the_window_probes_again_in_an_ho
 
 
 def test_redis_flushed_mid_window_rebuilds_from_the_sent_log_before_allowing_anything(
-    ctx, admin, redis_client
+    ctx, admin_id, redis_client
 ):
     _windows(ctx)
-    user = db.session.get(User, admin)
+    user = db.session.get(User, admin_id)
     account = make_account(daily_limit=20)
     oldest = utcnow() - timedelta(minutes=50)
     record_sent(user, account, 8, oldest)
@@ -207,7 +201,7 @@ def test_redis_flushed_mid_window_rebuilds_from_the_sent_log_before_allowing_any
     assert limits.usage(account).sent_in_window == 20
 
 
-def test_while_another_worker_rebuilds_the_others_decline(ctx, admin, redis_client, monkeypatch):
+def test_while_another_worker_rebuilds_the_others_decline(ctx, admin_id, redis_client, monkeypatch):
     _windows(ctx)
     monkeypatch.setattr(limits, "REBUILD_WAIT_SECONDS", 0.2)
     account = make_account(daily_limit=20)
@@ -262,9 +256,9 @@ def test_finish_estimate_follows_the_per_minute_pace(ctx):
     assert before + timedelta(minutes=3) <= finish <= after + timedelta(minutes=3)
 
 
-def test_flag_reason_explains_what_the_account_can_send(ctx, admin):
+def test_flag_reason_explains_what_the_account_can_send(ctx, admin_id):
     _windows(ctx)
-    user = db.session.get(User, admin)
+    user = db.session.get(User, admin_id)
     account = make_account(daily_limit=100, reserve_percent=10)  # 90 a day
     db.session.commit()
 

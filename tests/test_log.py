@@ -17,11 +17,8 @@ from tests.factories import add_messages, make_account, make_send, make_user
 from tests.pages import link, section, text, walk
 
 DAY = datetime(2026, 3, 10, 9, 30)
-
-
-@pytest.fixture
-def admin(auth) -> int:
-    return auth.login_admin()
+BST_LATE = datetime(2026, 5, 31, 22, 30)  # 23:30 BST on 31 May
+BST_EARLY = datetime(2026, 5, 31, 23, 30)  # 00:30 BST on 1 June
 
 
 def _ids(page: str) -> list[int]:
@@ -93,6 +90,31 @@ def test_filters_return_the_matching_rows(browser, admin, mailbox, app, query, e
     ids = _ids(page)
     assert len(ids) == expected
     assert len(set(ids)) == expected
+
+
+def test_date_filters_take_the_organisations_days_across_british_summer_time(app, browser, admin):
+    # 23:30 BST on 31 May and 00:30 BST on 1 June: both 31 May in UTC.
+    with app.app_context():
+        olive = make_user("olive@charity.example")
+        account = make_account(owner=olive)
+        for moment, who in ((BST_LATE, "late"), (BST_EARLY, "early")):
+            send = make_send(olive, account, created_at=moment)
+            add_messages(send, 1, MessageStatus.SENT, created_at=moment, recipient=f"{who}@x.org")
+        db.session.commit()
+
+    def found(query: str) -> list[str]:
+        page = browser.get(f"/log?{query}").get_data(as_text=True)
+        return re.findall(r"(early|late)@x\.org", page)
+
+    assert found("date_from=2026-06-01&date_to=2026-06-01") == ["early"]
+    assert found("date_from=2026-05-31&date_to=2026-05-31") == ["late"]
+    assert found("date_to=2026-05-31") == ["late"]
+    assert found("date_from=2026-06-01") == ["early"]
+    june = browser.get("/log?date_from=2026-06-01").get_data(as_text=True)
+    assert "01 Jun 2026 00:30 BST" in june
+    assert "Day, UK time (Europe/London)." in june
+    export = browser.get("/log/export.csv?date_from=2026-06-01").get_data(as_text=True)
+    assert [row["Recipient"] for row in csv.DictReader(io.StringIO(export))] == ["early@x.org"]
 
 
 def test_rows_show_account_sender_state_attempts_and_server_answer(browser, admin, mailbox):

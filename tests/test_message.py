@@ -31,6 +31,7 @@ from lamplight_mail.models import (
 )
 from lamplight_mail.recipients import Recipient
 from tests.factories import make_account, make_user, queued_job_args
+from tests.pages import textarea_value
 from tests.workers import run_burst_worker
 
 pytestmark = pytest.mark.slow
@@ -53,11 +54,8 @@ def operator(app, auth, smtp_server):
 
 
 def _compose(browser, **fields):
-    data = {"recipients": "", "subject": "Hello", "body": "Dear friend\n", **fields}
-    data["csrf_token"] = browser.csrf_token()
-    boundary, body = encode_multipart(data)
-    return browser.client.post(
-        "/compose", data=body, content_type=f"multipart/form-data; boundary={boundary}"
+    return browser.post_multipart(
+        "/compose", {"recipients": "", "subject": "Hello", "body": "Dear friend\n", **fields}
     )
 
 
@@ -222,7 +220,7 @@ def test_preview_then_send_keeps_the_csv_columns_and_the_attachments(
     # The browser shows the form again: the file inputs are empty, the hidden fields carry on.
     response = _compose(
         browser,
-        recipients=_page_recipients(page),
+        recipients=textarea_value(page, "recipients"),
         merge_data=_hidden(page, "merge_data"),
         staged_attachments=_hidden(page, "staged_attachments"),
         **fields,
@@ -250,12 +248,6 @@ def test_preview_then_send_keeps_the_csv_columns_and_the_attachments(
     assert "Code EF3 4GH" in _text(
         next(i for i in received if i.rcpt_tos == ["rory@example.org"]).message.get_body(("plain",))
     )
-
-
-def _page_recipients(page: str) -> str:
-    match = re.search(r'<textarea[^>]*name="recipients"[^>]*>\s*(.*?)</textarea>', page, re.S)
-    assert match
-    return html.unescape(match.group(1))
 
 
 def test_attachments_over_the_limit_are_refused_on_the_form(app, browser, operator):

@@ -10,15 +10,7 @@ from lamplight_mail.models import Role
 from tests.oauth_support import accounts_in_db, oauth_form, register_apps, sign_in
 from tests.pages import form_data
 
-
-@pytest.fixture
-def app_config(app_config: dict, oauth_config: dict) -> dict:
-    return {**app_config, **oauth_config}
-
-
-@pytest.fixture
-def admin(auth) -> int:
-    return auth.login_admin()
+pytestmark = pytest.mark.oauth
 
 
 def _page(response) -> str:

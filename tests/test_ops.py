@@ -3,8 +3,6 @@ parser, counts what the database holds and takes a bearer token when one is set.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from datetime import timedelta
 
 import pytest
@@ -22,15 +20,6 @@ from tests.factories import add_daily, add_messages, make_account, make_send, ma
 def _use_redis(app, url: str) -> None:
     app.config["REDIS_URL"] = url
     app.extensions["lamplight_redis"] = None  # the next get_redis() connects to `url`
-
-
-@pytest.fixture
-def own_redis():
-    """An embedded Redis of this test's own, which it may stop (never the shared one)."""
-    folder = tempfile.mkdtemp(prefix="lm-ops-")  # short: unix socket paths are limited
-    yield folder, embedded_redis.ensure_running(folder, persist=False)
-    embedded_redis.stop(folder)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_healthz_is_public_and_reports_db_redis_and_workers(app, client):

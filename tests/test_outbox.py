@@ -26,12 +26,6 @@ from tests.factories import make_account, make_user, queued_job_args, statuses
 PEOPLE = [Recipient("amy@example.org", "Amy Ng"), Recipient("bo@example.org", "Bo Ørsted")]
 
 
-@pytest.fixture
-def ctx(app):
-    with app.app_context():
-        yield app
-
-
 def test_create_send_commits_every_message_then_enqueues_one_job_of_ids(ctx):
     user, account = make_user(), make_account()
     send = outbox.create_send(user, account, PEOPLE, "Spring news", "Hello")

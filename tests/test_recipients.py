@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import zlib
+
 import pytest
 
-from lamplight_mail.recipients import Recipient, UnreadableFile, collect, read_csv, read_lines
+from lamplight_mail.recipients import (
+    MAX_CARRIED_BYTES,
+    Recipient,
+    UnreadableFile,
+    collect,
+    read_csv,
+    read_lines,
+)
 
 
 def _emails(listing) -> list[str]:
@@ -109,3 +119,26 @@ def test_typed_and_uploaded_recipients_are_merged_and_shown_back_problems_first(
     assert listing.recipients == [Recipient("amy@example.org", "Amy")]
     assert listing.as_text() == "bad line\nAmy <amy@example.org>"
     assert read_lines(listing.as_text()).recipients == listing.recipients
+
+
+def test_merge_values_carried_through_the_form_come_back_to_the_same_people():
+    first = collect("", b"email,name,Post code\nzoe@example.org,Zo\xc3\xab,AB1 2CD\n", "p.csv")
+    again = collect(first.as_text() + "\namy@example.org", carried=first.carried_fields())
+    assert again.columns == ["post_code"]
+    assert [dict(r.fields) for r in again.recipients] == [{"post_code": "AB1 2CD"}, {}]
+
+
+@pytest.mark.parametrize(
+    "carried",
+    [
+        "not base64 at all!",
+        base64.b64encode(b"not deflated").decode(),
+        base64.b64encode(zlib.compress(b"[1, 2]")).decode(),  # JSON, not what the form wrote
+        # Deflates to more than any form wrote: not unpacked in full, not read.
+        base64.b64encode(zlib.compress(b" " * (MAX_CARRIED_BYTES + 1))).decode(),
+    ],
+    ids=["garbage", "not-deflated", "not-a-document", "too-large"],
+)
+def test_carried_values_that_are_not_what_the_form_wrote_are_ignored(carried):
+    listing = collect("zoe@example.org", carried=carried)
+    assert listing.columns == [] and listing.recipients == [Recipient("zoe@example.org")]

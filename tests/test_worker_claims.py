@@ -32,12 +32,6 @@ from tests.factories import make_account, make_user, statuses
 
 
 @pytest.fixture
-def ctx(app):
-    with app.app_context():
-        yield app
-
-
-@pytest.fixture
 def lease(ctx):
     """Make leases (each on its own connection), closed after the test."""
     made: list[Lease] = []

@@ -28,12 +28,6 @@ from tests.workers import WorkerProcess, explained_by, run_burst_worker, wait_un
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def ctx(app):
-    with app.app_context():
-        yield app
-
-
 def _compose(account: EmailAccount, *addresses: str) -> Send:
     people = [Recipient(address, address.split("@")[0].title()) for address in addresses]
     return outbox.create_send(make_user(), account, people, "Hello", "Dear friend")

@@ -28,12 +28,6 @@ HOUR = 3600
 
 
 @pytest.fixture
-def ctx(app):
-    with app.app_context():
-        yield app
-
-
-@pytest.fixture
 def user(ctx) -> User:
     return make_user("olive@charity.example", role=Role.ADMIN)
 

@@ -1,6 +1,6 @@
 """Processes the tests start: `python worker.py` (in a burst, or running on until stopped), the
 web app served by `flask run` next to a worker (the browser tests), and the bodies of processes
-that race each other for one account's limits."""
+that race each other for one account's limits or its access token."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from lamplight_mail import create_app
 from lamplight_mail.delivery import limits
 from lamplight_mail.extensions import db
 from lamplight_mail.models import EmailAccount
+from lamplight_mail.oauth import tokens
 from tests.smtp_servers import SMTPServer, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +103,16 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._log.close()
+
+    def terminate(self) -> float:
+        """SIGTERM to the worker alone, as `docker compose stop` and systemd send it: the
+        seconds it took to exit. Its scheduler child is stopped after."""
+        os.kill(self.process.pid, signal.SIGTERM)
+        asked = time.monotonic()
+        self.process.wait(timeout=30)
+        stopped_after = time.monotonic() - asked
+        self.stop()
+        return stopped_after
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -196,14 +207,22 @@ class LiveApp:
 # --- Bodies of racing processes (spawned: they import this module and build their own app) ---
 
 
-def acquire_until_empty(config: dict, account_id: int, work, results, rounds: int, barrier):
-    """Each round: take due messages off `work` until it is empty, asking the limiter for each;
-    report (round, allowed, now ms, not-before ms) per message."""
+@contextmanager
+def _account_in_own_app(config: dict, account_id: int) -> Iterator[EmailAccount]:
+    """The account, read by an app of this process's own and detached from its session (the
+    limiter and the token cache need only its settings), inside that app's context."""
     app = create_app(config)
     with app.app_context():
         account = db.session.get(EmailAccount, account_id)
         db.session.expunge(account)
         db.session.remove()
+        yield account
+
+
+def acquire_until_empty(config: dict, account_id: int, work, results, rounds: int, barrier):
+    """Each round: take due messages off `work` until it is empty, asking the limiter for each;
+    report (round, allowed, now ms, not-before ms) per message."""
+    with _account_in_own_app(config, account_id) as account:
         for number in range(rounds):
             barrier.wait()
             while True:
@@ -218,11 +237,7 @@ def acquire_until_empty(config: dict, account_id: int, work, results, rounds: in
 
 def acquire_paced(config: dict, account_id: int, work, results):
     """Send every message handed out, waiting for the limiter's moment whenever refused."""
-    app = create_app(config)
-    with app.app_context():
-        account = db.session.get(EmailAccount, account_id)
-        db.session.expunge(account)
-        db.session.remove()
+    with _account_in_own_app(config, account_id) as account:
         while work.get() is not None:
             while not (decision := limits.acquire(account)).allowed:
                 time.sleep(max(0.0, (decision.not_before - decision.now).total_seconds()))
@@ -231,11 +246,7 @@ def acquire_paced(config: dict, account_id: int, work, results):
 
 def hold_connections(config: dict, account_id: int, holds: int, state, lock) -> None:
     """Hold `holds` connection slots one after another, noting how many are held at once."""
-    app = create_app(config)
-    with app.app_context():
-        account = db.session.get(EmailAccount, account_id)
-        db.session.expunge(account)
-        db.session.remove()
+    with _account_in_own_app(config, account_id) as account:
         done = 0
         while done < holds:
             with limits.connection_slot(account) as slot:
@@ -250,6 +261,18 @@ def hold_connections(config: dict, account_id: int, holds: int, state, lock) -> 
                 with lock:
                     state[0] -= 1
             done += 1
+
+
+def fetch_access_token(config: dict, account_id: int, barrier) -> tuple[int, str]:
+    """Once every process is at `barrier`, ask for the account's access token, as a worker
+    about to send does: (this process's id, the token, or why there was none)."""
+    with _account_in_own_app(config, account_id) as account:
+        barrier.wait()
+        try:
+            return os.getpid(), tokens.access_token(account)
+        except tokens.TokenFailure as failure:
+            # Said as text: the exception itself does not survive pickling back to the test.
+            return os.getpid(), f"no token: {failure.answer}"
 
 
 def _ms(moment: datetime) -> int:

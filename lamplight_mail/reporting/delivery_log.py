@@ -7,12 +7,13 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import aliased, joinedload
 
+from lamplight_mail import org_time
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AccountKind, EmailAccount, Message, MessageStatus, Send, User
 from lamplight_mail.reporting.csv_cells import safe_cell
@@ -47,8 +48,9 @@ CSV_HEADER = (
 class LogFilter:
     account_id: int | None = None
     state: MessageStatus | None = None
-    date_from: date | None = None  # created on or after this day (UTC)
-    date_to: date | None = None  # created on or before this day (UTC)
+    # Days as the organisation's clocks count them, as the log shows its times.
+    date_from: date | None = None  # created on or after this day
+    date_to: date | None = None  # created on or before this day
     search: str = ""  # part of the recipient's address or name, or of the subject
 
     def apply(self, query: Select) -> Select:
@@ -57,9 +59,9 @@ class LogFilter:
         if self.state is not None:
             query = query.where(Message.status == self.state)
         if self.date_from is not None:
-            query = query.where(Message.created_at >= datetime.combine(self.date_from, time()))
+            query = query.where(Message.created_at >= org_time.day_start(self.date_from))
         if self.date_to is not None:
-            next_day = datetime.combine(self.date_to + timedelta(days=1), time())
+            next_day = org_time.day_start(self.date_to + timedelta(days=1))
             query = query.where(Message.created_at < next_day)
         if self.search:
             query = query.where(

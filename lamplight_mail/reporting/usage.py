@@ -17,6 +17,7 @@ from rq import Worker
 from sqlalchemy import DateTime, Integer, column, func, literal_column, select, values
 from sqlalchemy.orm import joinedload
 
+from lamplight_mail import org_time
 from lamplight_mail.delivery import limits
 from lamplight_mail.delivery.outbox import ACTIVE_SEND_STATUSES, mail_queue
 from lamplight_mail.extensions import db
@@ -128,7 +129,7 @@ def account_figures(
     backlog = _backlog(ids)
     failed = _failed_since(now - FAILED_WINDOW)
     flagged = _flagged_sends()
-    history = daily_history(ids, now.date()) if with_history else {}
+    history = daily_history(ids, org_time.day_of(now)) if with_history else {}
     figures = [
         AccountFigures(
             account=account,
@@ -303,7 +304,7 @@ def daily_history(
     account_ids: Sequence[int], today: date, days: int = HISTORY_DAYS
 ) -> dict[int, tuple[DayFigures, ...]]:
     """Sent and failed per day from the rollups (they outlive the retention purge), oldest day
-    first, days without mail filled with zeros."""
+    first, days without mail filled with zeros. Days are the organisation's, ending `today`."""
     first = today - timedelta(days=days - 1)
     rows = db.session.execute(
         select(

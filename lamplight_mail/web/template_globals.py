@@ -106,12 +106,6 @@ def format_clock(value: datetime | None, now: datetime | None = None) -> str:
     return day + local.strftime("%H:%M %Z")
 
 
-def zone_name() -> str:
-    """The organisation's zone as pages name it, e.g. "UK time (Europe/London)"."""
-    key = org_time.zone().key
-    return "UK time (Europe/London)" if key == "Europe/London" else key
-
-
 def format_number(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
@@ -141,7 +135,7 @@ def init_app(app: Flask) -> None:
             "mailchimp_url": mailchimp_help_url,
             "audit_label": audit.field_label,
             "audit_value": audit.value_text,
-            "zone_name": zone_name,
+            "zone_name": org_time.zone_name,
         }
     )
     register_error_pages(app)

@@ -17,7 +17,7 @@ except ImportError:  # the `chromium` fixture skips every test (fails them under
     expect = None
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page
 
 ADMIN = "ada@charity.example"
 OPERATOR = "olive@charity.example"
@@ -40,6 +40,22 @@ def nav(page: Page, label: str) -> None:
     """Follow a link of the main navigation and check it led to its page."""
     page.get_by_role("navigation", name="Main").get_by_role("link", name=label).click()
     expect(page.get_by_role("link", name=label)).to_have_attribute("aria-current", "page")
+
+
+def write_email(page: Page, recipients: str, subject: str, body: str) -> None:
+    """Fill in Compose's recipients, subject and message."""
+    page.get_by_label("Recipients", exact=True).fill(recipients)
+    page.get_by_label("Subject", exact=True).fill(subject)
+    page.get_by_label("Message", exact=True).fill(body)
+
+
+def connection_works(page: Page, account: Locator) -> Locator:
+    """Press the account's "Test connection" and see it work: the result, with the server's
+    answer."""
+    account.get_by_role("button", name="Test connection").click()
+    result = page.get_by_role("status")
+    expect(result.get_by_role("heading", name="It worked")).to_be_visible()
+    return result
 
 
 def seed_people_and_account(app: Flask, smtp_server: SMTPServer, *, daily_limit: int) -> str:

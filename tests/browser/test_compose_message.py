@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.browser.support import OPERATOR, expect, log_in, nav, seed_people_and_account
+from tests.browser.support import (
+    OPERATOR,
+    expect,
+    log_in,
+    nav,
+    seed_people_and_account,
+    write_email,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,11 +38,12 @@ def test_compose_with_preview_and_an_attachment_then_read_it_on_the_send_page(
 
     log_in(page, OPERATOR)
     nav(page, "Compose")
-    page.get_by_label("Recipients", exact=True).fill(
-        "Ada Lovelace <ada@example.org>\nGrace Hopper <grace@example.org>"
+    write_email(
+        page,
+        "Ada Lovelace <ada@example.org>\nGrace Hopper <grace@example.org>",
+        "Your appointment, {first_name}",
+        "Dear {name},\n\nYour letter is attached.\n",
     )
-    page.get_by_label("Subject", exact=True).fill("Your appointment, {first_name}")
-    page.get_by_label("Message", exact=True).fill("Dear {name},\n\nYour letter is attached.\n")
     page.get_by_text("Add an HTML version").click()
     page.get_by_label("HTML version (optional)").fill(
         '<p>Dear <strong>{first_name}</strong>,</p><img src="https://tracker.example/p.gif">'

@@ -16,6 +16,7 @@ from tests.browser.support import (
     log_out,
     nav,
     seed_people_and_account,
+    write_email,
 )
 
 if TYPE_CHECKING:
@@ -56,9 +57,9 @@ def test_a_send_over_the_allowance_is_held_and_exported_for_mailchimp(
     expect(page.get_by_role("region", name="Sending from")).to_contain_text(
         "It sends to at most 3 recipients in any 24 hours."
     )
-    page.get_by_label("Recipients", exact=True).fill("\n".join(RECIPIENTS))
-    page.get_by_label("Subject", exact=True).fill(SUBJECT)
-    page.get_by_label("Message", exact=True).fill("Dear friend,\n\nCould you help this winter?\n")
+    write_email(
+        page, "\n".join(RECIPIENTS), SUBJECT, "Dear friend,\n\nCould you help this winter?\n"
+    )
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_text("Your email is held for an admin to review")).to_be_visible()
     expect(page.get_by_text("Held for an admin to review; nothing has been sent.")).to_be_visible()

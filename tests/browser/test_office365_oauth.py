@@ -14,7 +14,7 @@ from flask import Flask
 
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Role
-from tests.browser.support import ADMIN, expect, log_in, nav
+from tests.browser.support import ADMIN, connection_works, expect, log_in, nav, write_email
 from tests.factories import SMTP_USER, make_user
 from tests.oauth_servers import MS_CLIENT_ID, MS_CLIENT_SECRET, TENANT
 from tests.workers import LiveApp
@@ -88,17 +88,12 @@ def test_an_admin_switches_office_365_to_oauth_signs_in_tests_and_sends(
     expect(single).to_contain_text("Untested")  # signed in; the test proves it
     screenshot(page, "oauth-signed-in")
 
-    single.get_by_role("button", name="Test connection").click()
-    result = page.get_by_role("status")
-    expect(result.get_by_role("heading", name="It worked")).to_be_visible()
-    expect(result).to_contain_text("235")
+    expect(connection_works(page, single)).to_contain_text("235")
     nav(page, "Communication Settings")
     expect(single).to_contain_text("Ready")
 
     nav(page, "Compose")
-    page.get_by_label("Recipients", exact=True).fill("Amy <amy@example.org>")
-    page.get_by_label("Subject", exact=True).fill("Sent with modern authentication")
-    page.get_by_label("Message", exact=True).fill("Dear Amy,\n")
+    write_email(page, "Amy <amy@example.org>", "Sent with modern authentication", "Dear Amy,\n")
     page.get_by_role("button", name="Send").click()
     [received] = live_app.smtp.recorder.wait_for(1, timeout=60)
     assert received.rcpt_tos == ["amy@example.org"]

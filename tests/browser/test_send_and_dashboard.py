@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.browser.support import ADMIN, expect, log_in, nav, seed_people_and_account
+from tests.browser.support import (
+    ADMIN,
+    expect,
+    log_in,
+    nav,
+    seed_people_and_account,
+    write_email,
+)
 from tests.factories import SMTP_USER
 
 if TYPE_CHECKING:
@@ -40,11 +47,12 @@ def test_a_send_goes_out_through_the_worker_and_the_dashboard_shows_it(
 
     log_in(page, ADMIN)
     nav(page, "Compose")
-    page.get_by_label("Recipients", exact=True).fill(
-        "\n".join(f"{name} <{email}>" for email, name in RECIPIENTS.items())
+    write_email(
+        page,
+        "\n".join(f"{name} <{email}>" for email, name in RECIPIENTS.items()),
+        SUBJECT,
+        "Dear friend,\n\nSee you there.\n",
     )
-    page.get_by_label("Subject", exact=True).fill(SUBJECT)
-    page.get_by_label("Message", exact=True).fill("Dear friend,\n\nSee you there.\n")
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_text("Your email to 4 recipients is on its way")).to_be_visible()
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from lamplight_mail.delivery import outbox
 from lamplight_mail.extensions import db
-from lamplight_mail.models import EmailAccount, Message, MessageStatus, Send, User
+from lamplight_mail.models import EmailAccount, Message, MessageStatus, Send, User, utcnow
 from lamplight_mail.recipients import Recipient
 from tests.factories import statuses
 from tests.smtp_servers import Recorder
@@ -41,6 +41,20 @@ def message(send: Send, address: str) -> Message:
     return db.session.scalars(
         select(Message).where(Message.send_id == send.id, Message.recipient_email == address)
     ).one()
+
+
+def assert_given_back(send: Send, recorder: Recorder) -> None:
+    """After a SIGTERM: the message on the wire was finished and marked sent, and the rest of
+    the batch went back to the queue untried, due at once."""
+    db.session.rollback()
+    messages = db.session.scalars(select(Message).where(Message.send_id == send.id)).all()
+    sent = {m.recipient_email for m in messages if m.status == MessageStatus.SENT}
+    rest = [m for m in messages if m.status != MessageStatus.SENT]
+    assert sent == set(recorder.recipients())
+    assert rest, "the batch was finished before the signal"
+    assert {m.status for m in rest} == {MessageStatus.QUEUED}
+    assert {(m.attempts, m.lease_owner) for m in rest} == {(0, None)}
+    assert max(m.due_at for m in rest) <= utcnow()
 
 
 def received(*recorders: Recorder) -> Counter[str]:

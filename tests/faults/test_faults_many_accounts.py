@@ -4,19 +4,15 @@ SIGTERM stops every connection thread in time, each message on the wire finished
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from contextlib import ExitStack
 
 import pytest
-from sqlalchemy import select
 
-from lamplight_mail.extensions import db
-from lamplight_mail.models import Message, MessageStatus, utcnow
+from lamplight_mail.models import MessageStatus
 from tests.factories import SMTP_PASSWORD, SMTP_USER, make_account, make_user
 from tests.faults.support import (
     addresses,
+    assert_given_back,
     compose,
     lost_and_duplicated,
     recipients_with,
@@ -99,24 +95,12 @@ def test_sigterm_stops_every_connection_thread_within_10_seconds_and_gives_the_r
             # One process, three accounts' connections in flight at once.
             for server in servers:
                 server.recorder.wait_for(2, timeout=60)
-            os.kill(worker.process.pid, signal.SIGTERM)
-            asked = time.monotonic()
-            worker.process.wait(timeout=30)
-            stopped_after = time.monotonic() - asked
-            worker.stop()  # its scheduler child too
+            stopped_after = worker.terminate()
         assert stopped_after <= 10
 
-        db.session.rollback()
+        # Each thread's message on the wire was finished and marked; the rest went back.
         for send, server in zip(sends, servers, strict=True):
-            messages = db.session.scalars(select(Message).where(Message.send_id == send.id)).all()
-            sent = {m.recipient_email for m in messages if m.status == MessageStatus.SENT}
-            rest = [m for m in messages if m.status != MessageStatus.SENT]
-            # Each thread's message on the wire was finished and marked; the rest went back.
-            assert sent == set(server.recorder.recipients())
-            assert rest, "a thread finished its batch before the signal"
-            assert {m.status for m in rest} == {MessageStatus.QUEUED}
-            assert {(m.attempts, m.lease_owner) for m in rest} == {(0, None)}
-            assert max(m.due_at for m in rest) <= utcnow()
+            assert_given_back(send, server.recorder)
 
         with running_workers(worker_env, tmp_path, 1):
             for send in sends:

@@ -3,19 +3,18 @@ connection cap of one over a run that lasts several slot leases."""
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import time
 
 import pytest
 from sqlalchemy import select
 
 from lamplight_mail.extensions import db
-from lamplight_mail.models import Message, MessageStatus, utcnow
+from lamplight_mail.models import Message, MessageStatus
 from tests.factories import make_account, make_user
 from tests.faults.support import (
     addresses,
+    assert_given_back,
     compose,
     lost_and_duplicated,
     wait_for_statuses,
@@ -152,24 +151,9 @@ def test_sigterm_stops_a_worker_within_10_seconds_and_gives_its_batch_back(
         worker = WorkerProcess(worker_env, tmp_path / "worker.log")
         with explained_by(worker):
             recorder.wait_for(3, timeout=60)
-            # What docker compose stop and systemd do: SIGTERM to the worker.
-            os.kill(worker.process.pid, signal.SIGTERM)
-            asked = time.monotonic()
-            worker.process.wait(timeout=30)
-            stopped_after = time.monotonic() - asked
-            worker.stop()  # its scheduler child too
+            stopped_after = worker.terminate()
         assert stopped_after <= 10
-
-        db.session.rollback()
-        messages = db.session.scalars(select(Message).where(Message.send_id == send.id)).all()
-        sent = {m.recipient_email for m in messages if m.status == MessageStatus.SENT}
-        rest = [m for m in messages if m.status != MessageStatus.SENT]
-        # The message on the wire was finished and marked; the rest went back untried.
-        assert sent == set(recorder.recipients())
-        assert rest, "the worker finished the batch before the signal"
-        assert {m.status for m in rest} == {MessageStatus.QUEUED}
-        assert {(m.attempts, m.lease_owner) for m in rest} == {(0, None)}
-        assert max(m.due_at for m in rest) <= utcnow()
+        assert_given_back(send, recorder)
 
         with running_workers(worker_env, tmp_path, 1):
             wait_for_statuses(send, {"sent": 40}, timeout=90)

@@ -15,8 +15,15 @@ from lamplight_mail.recipients import MAX_RECIPIENTS
 from lamplight_mail.web.forms.validators import EmailAddress, MaxLines, NoLineBreaks
 from lamplight_mail.web.url_params import ids_from
 
-MAX_FILE_BYTES = 2 * 1024 * 1024
-MAX_RECIPIENTS_CHARACTERS = 2_000_000
+# Room for 50,000 rows of an address, a name and a few short columns. Attachments (20 MB) and
+# the text fields still fit in one post beside it (MAX_CONTENT_LENGTH, 28 MB).
+MAX_FILE_MEGABYTES = 5
+MAX_FILE_BYTES = MAX_FILE_MEGABYTES * 1024 * 1024
+FILE_TOO_LARGE = f"The file is larger than {MAX_FILE_MEGABYTES} MB."
+# Room for 50,000 typical lines (a file's rows come back here when the form is shown again),
+# and below the 4 MB one form field may hold (MAX_FORM_MEMORY_SIZE), so a longer list gets
+# this form's message rather than a bare 413.
+MAX_RECIPIENTS_CHARACTERS = 3_500_000
 MAX_BODY_CHARACTERS = 500_000
 
 
@@ -51,7 +58,7 @@ class ComposeForm(FlaskForm):
         "Or add recipients from a CSV file (optional)",
         validators=[
             FileAllowed(["csv", "txt"], "Choose a .csv file."),
-            FileSize(MAX_FILE_BYTES, message="The file is larger than 2 MB."),
+            FileSize(MAX_FILE_BYTES, message=FILE_TOO_LARGE),
         ],
         description="A spreadsheet saved as CSV UTF-8, with an “email” column and, if you "
         "like, a “name” column. Every other column is a merge field named by its header in "

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, Optional, ValidationError
 
+from lamplight_mail import org_time
 from lamplight_mail.models import EmailAccount, MessageStatus
 from lamplight_mail.reporting.delivery_log import LogFilter
 
@@ -38,8 +39,8 @@ class LogFilterForm(FlaskForm):
         + [SelectChoice(state.value, label) for state, label in STATE_LABELS.items()],
         validators=[Optional()],
     )
-    date_from = DateField("Created from", validators=[Optional()], description="Day, UTC.")
-    date_to = DateField("Created until", validators=[Optional()], description="Day, UTC.")
+    date_from = DateField("Created from", validators=[Optional()])
+    date_to = DateField("Created until", validators=[Optional()])
     q = StringField(
         "Search",
         validators=[Optional(), Length(max=200)],
@@ -48,6 +49,8 @@ class LogFilterForm(FlaskForm):
 
     def __init__(self, accounts: Iterable[EmailAccount], **kwargs) -> None:
         super().__init__(**kwargs)
+        # A day as the log's times show it, which may not be UTC's (00:30 BST is the next day).
+        self.date_from.description = self.date_to.description = f"Day, {org_time.zone_name()}."
         self.account.choices = [SelectChoice("", "Any account")] + [
             SelectChoice(account.id, account.label) for account in accounts
         ]

@@ -7,7 +7,7 @@ from flask_wtf.file import FileAllowed, FileField, FileRequired, FileSize
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from lamplight_mail.web.forms.compose import MAX_FILE_BYTES
+from lamplight_mail.web.forms.compose import FILE_TOO_LARGE, MAX_FILE_BYTES
 from lamplight_mail.web.forms.validators import EmailAddress, NoLineBreaks
 
 
@@ -29,7 +29,7 @@ class ImportSuppressionsForm(FlaskForm):
         validators=[
             FileRequired("Choose a file."),
             FileAllowed(["csv", "txt"], "Choose a .csv file."),
-            FileSize(MAX_FILE_BYTES, message="The file is larger than 2 MB."),
+            FileSize(MAX_FILE_BYTES, message=FILE_TOO_LARGE),
         ],
         description="Saved as CSV UTF-8, with an “email” column (other columns are ignored).",
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -24,7 +23,7 @@ from lamplight_mail.recipients import (
     collect,
 )
 from lamplight_mail.web import message_view, throttle
-from lamplight_mail.web.forms.compose import ComposeForm
+from lamplight_mail.web.forms.compose import MAX_RECIPIENTS_CHARACTERS, ComposeForm
 from lamplight_mail.web.url_params import ids_from
 from lamplight_mail.wording import plural
 
@@ -72,13 +71,8 @@ def compose() -> Response | str | tuple[str, int]:
     elif form.is_submitted() and not (form.recipients.errors or form.recipients_file.errors):
         # Read only what passed the size checks: an oversized list is refused unread.
         audience = _audience(form)
-    if audience is not None and form.recipients_file.data:
-        # A browser cannot put a file back into the form: its rows join the typed ones, and
-        # its merge columns ride along in a hidden field.
-        form.recipients.data = audience.listing.as_text()
-        flash(f"The rows of {_filename(form)} are now in the recipients box.", "info")
-    if audience is not None and audience.listing.columns:
-        form.merge_data.data = json.dumps(audience.listing.carried_fields())
+    if audience is not None:
+        _carry(form, audience.listing)
     db.session.commit()  # attachments held for the next showing of the form
     form.staged_attachments.data = ",".join(str(a.id) for a in held)
     return _render(form, account, audience, held, shown)
@@ -107,6 +101,34 @@ def _render(
     )
 
 
+def _carry(form: ComposeForm, listing: RecipientList) -> None:
+    """A browser cannot put a file back into the form shown again: the file's rows join the
+    typed ones in the box, its merge columns ride along in a hidden field. Unless that would
+    be more than the form takes back: then the file is asked for again, saying why."""
+    carried = listing.carried_fields() if listing.columns else ""
+    if form.recipients_file.data:
+        box = listing.as_text()
+        if not _fits(box, carried):
+            form.recipients_file.errors.append(
+                f"The rows of {_filename(form)} are too many to keep in this form while you "
+                "correct it: correct what is marked, then choose the file again."
+            )
+            return
+        form.recipients.data = box
+        flash(f"The rows of {_filename(form)} are now in the recipients box.", "info")
+    if carried:
+        form.merge_data.data = carried
+
+
+def _fits(box: str, carried: str) -> bool:
+    """Whether the form could be posted back holding `box` and `carried`: within the box's own
+    limit, and each within what one field of a post may hold (a 413 page would lose it all)."""
+    per_field = request.max_form_memory_size
+    return len(box) <= MAX_RECIPIENTS_CHARACTERS and (
+        per_field is None or max(len(box.encode()), len(carried)) <= per_field
+    )
+
+
 def _filename(form: ComposeForm) -> str:
     # Shown back to the user (escaped by the template), so their own name for it.
     return (form.recipients_file.data.filename or "the file")[-100:]
@@ -128,12 +150,7 @@ def _held_attachments(form: ComposeForm) -> list[Attachment]:
 
 def _audience(form: ComposeForm) -> Audience | None:
     upload = form.recipients_file.data
-    try:
-        carried = json.loads(form.merge_data.data) if form.merge_data.data else None
-    except ValueError:
-        carried = None  # not what this form wrote: the columns are simply not carried
-    if not isinstance(carried, dict):
-        carried = None
+    carried = form.merge_data.data or ""
     try:
         if upload:
             listing = collect(form.recipients.data or "", upload.read(), _filename(form), carried)
