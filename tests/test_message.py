@@ -22,6 +22,7 @@ from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     Attachment,
     AuditEvent,
+    EmailAccount,
     Message,
     Send,
     SendStatus,
@@ -382,14 +383,53 @@ def test_a_scheduled_send_goes_only_when_due(app, smtp_server, worker_env):
         assert db.session.get(Send, send_id).status == SendStatus.DONE
 
 
-def test_send_now_starts_a_scheduled_send(app, browser, operator, smtp_server, worker_env):
-    _compose(browser, recipients="amy@example.org", send_at="2031-07-14T09:30")
+def test_send_now_asks_first_saying_how_many_go_then_starts_the_send(
+    app, browser, operator, smtp_server, worker_env
+):
+    _compose(
+        browser,
+        recipients="amy@example.org\nrory@example.org\nzoe@example.org",
+        send_at="2031-07-14T09:30",
+    )
     send = _only_send(app)
+    with app.app_context():
+        db.session.add(Suppression(email="rory@example.org", source="admin"))
+        db.session.commit()
+    # The send's page offers a link to a confirmation, not a one-click button.
+    detail = _page(browser.get(f"/sends/{send.id}"))
+    assert f'<a class="button" href="/sends/{send.id}/send-now">Send now</a>' in detail
+    assert f'action="/sends/{send.id}/send-now"' not in detail
+    page = " ".join(_page(browser.get(f"/sends/{send.id}/send-now")).split())
+    assert "Send “Hello” now?" in page
+    assert "2 messages will go now" in page
+    assert "1 address put on the do-not-email list since it was composed is left out" in page
+    assert "Keep it scheduled" in page
+    assert _only_send(app).status == SendStatus.SCHEDULED  # the GET changes nothing
+
     response = browser.post(f"/sends/{send.id}/send-now")
     assert response.status_code == 302
     assert _only_send(app).status == SendStatus.QUEUED
     run_burst_worker(worker_env)
-    assert [i.rcpt_tos for i in smtp_server.recorder.wait_for(1)] == [["amy@example.org"]]
+    assert sorted(i.rcpt_tos[0] for i in smtp_server.recorder.wait_for(2)) == [
+        "amy@example.org",
+        "zoe@example.org",
+    ]
+    # Started, it is no longer offered: the page says why.
+    page = _page(browser.get(f"/sends/{send.id}/send-now"))
+    assert "It cannot be sent early: this send is" in page
+    assert "Keep it scheduled" not in page
+
+
+def test_send_now_warns_when_the_send_would_be_held_for_an_admin(app, browser, operator):
+    _, account_id = operator
+    _compose(browser, recipients="a@example.org\nb@example.org", send_at="2031-07-14T09:30")
+    send = _only_send(app)
+    with app.app_context():
+        db.session.get(EmailAccount, account_id).daily_limit = 1
+        db.session.commit()
+    page = " ".join(_page(browser.get(f"/sends/{send.id}/send-now")).split())
+    assert "2 messages will go now" in page
+    assert "so it would be held for an admin to review instead. This send has 2" in page
 
 
 # --- Withdrawing ----------------------------------------------------------------------------------
