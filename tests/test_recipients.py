@@ -109,3 +109,19 @@ def test_typed_and_uploaded_recipients_are_merged_and_shown_back_problems_first(
     assert listing.recipients == [Recipient("amy@example.org", "Amy")]
     assert listing.as_text() == "bad line\nAmy <amy@example.org>"
     assert read_lines(listing.as_text()).recipients == listing.recipients
+
+
+def test_shown_back_each_problem_is_placed_by_its_line_in_the_new_text():
+    upload = b'email,name\nnot-valid,Jo\namy@example.org,"Two\nlines"\nbad@,Bo\n'
+    listing = collect("ok@example.org\n\ntyped wrong", upload, "p.csv")
+    text = listing.rewrite()
+    lines = text.splitlines()
+    assert [problem.where for problem in listing.problems] == [
+        "line 1",
+        "line 2 (row 2 of p.csv)",
+        "line 3 (row 3 of p.csv)",  # its name's line break takes it onto two lines
+        "line 5 (row 4 of p.csv)",
+    ]
+    for problem in listing.problems:
+        number = int(problem.where.split()[1])
+        assert lines[number - 1] == problem.text.splitlines()[0]

@@ -75,7 +75,7 @@ def compose() -> Response | str | tuple[str, int]:
     if audience is not None and form.recipients_file.data:
         # A browser cannot put a file back into the form: its rows join the typed ones, and
         # its merge columns ride along in a hidden field.
-        form.recipients.data = audience.listing.as_text()
+        form.recipients.data = audience.listing.rewrite()
         flash(f"The rows of {_filename(form)} are now in the recipients box.", "info")
     if audience is not None and audience.listing.columns:
         form.merge_data.data = json.dumps(audience.listing.carried_fields())
