@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from lamplight_mail.extensions import db
-from lamplight_mail.models import Send, User
+from lamplight_mail.models import AccountHealth, AuditEvent, EmailAccount, Send, User
 from tests.factories import make_account
 
 
@@ -89,9 +89,52 @@ def test_account_tests_are_limited_per_user(app, auth, browser, smtp_server):
         account_id = make_account(smtp_server, audited=True, provider="office365").id
     for _ in range(2):
         assert "235" in browser.post(f"/admin/email/{account_id}/test").get_data(as_text=True)
+    with app.app_context():
+        audited = _audit_events(account_id)
+        assert [action for _, action in audited] == ["account.tested"] * 2  # one a test
     page = browser.post(f"/admin/email/{account_id}/test-email", {"to": "amy@example.org"})
     text = page.get_data(as_text=True)
-    assert "not attempted: too many tests in a short while" in text
-    assert "please wait" in text
+    # Nothing was tried: no failure is reported, and the trail and the status are unchanged.
+    assert "Not tested: too many tests in a short while. Try again in 10 minutes." in text
+    assert "It did not work" not in text and "What happened" not in text
+    assert (
+        browser.post(f"/admin/email/{account_id}/test")
+        .get_data(as_text=True)
+        .count("Not tested: too many tests")
+        == 1
+    )
     assert smtp_server.recorder.connections_total == 2
     assert smtp_server.recorder.messages == []
+    with app.app_context():
+        assert _audit_events(account_id) == audited
+        assert db.session.get(EmailAccount, account_id).health == AccountHealth.READY
+
+
+def test_an_operators_own_test_past_the_limit_is_not_tested_nor_failed(
+    app, auth, browser, smtp_server
+):
+    app.config["ACCOUNT_TESTS_PER_WINDOW"] = 1
+    user_id = auth.login_operator()
+    with app.app_context():
+        account_id = make_account(smtp_server, owner=db.session.get(User, user_id)).id
+    assert "It worked" in browser.post("/my/email/test").get_data(as_text=True)
+    text = browser.post("/my/email/test").get_data(as_text=True)
+    assert "Not tested: too many tests in a short while. Try again in 10 minutes." in text
+    assert "It did not work" not in text
+    assert smtp_server.recorder.connections_total == 1
+    with app.app_context():
+        assert db.session.get(EmailAccount, account_id).health == AccountHealth.READY
+        assert [action for _, action in _audit_events(account_id)] == ["account.tested"]
+
+
+def _audit_events(account_id: int) -> list[tuple[int, str]]:
+    """The account's audit trail after its creation: (id, action), oldest first."""
+    return [
+        tuple(row)
+        for row in db.session.execute(
+            select(AuditEvent.id, AuditEvent.action)
+            .where(AuditEvent.target_type == "email_account", AuditEvent.target_id == account_id)
+            .where(AuditEvent.action != "account.created")
+            .order_by(AuditEvent.id)
+        )
+    ]
