@@ -12,9 +12,23 @@ from lamplight_mail.web.forms.validators import EmailAddress, NoLineBreaks
 MIN_PASSWORD_LENGTH = 10
 
 
+# What a password manager may fill in: the user's own log-in only on the log-in page; on
+# every form that sets a password (one's own at setup, or another user's) a new one, so the
+# admin's own password is never slipped into someone else's form.
+NEW_PASSWORD = {"autocomplete": "new-password"}
+
+
 class LoginForm(FlaskForm):
-    email = EmailField("Email address", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=500)])
+    email = EmailField(
+        "Email address",
+        validators=[DataRequired(), Length(max=254)],
+        render_kw={"autocomplete": "username"},
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired(), Length(max=500)],
+        render_kw={"autocomplete": "current-password"},
+    )
 
 
 class _UserFields(FlaskForm):
@@ -29,10 +43,12 @@ class SetupForm(_UserFields):
         "Password",
         validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=500)],
         description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+        render_kw=NEW_PASSWORD,
     )
     confirm = PasswordField(
         "Repeat the password",
         validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
+        render_kw=NEW_PASSWORD,
     )
 
 
@@ -49,4 +65,5 @@ class UserForm(_UserFields):
         "Password",
         validators=[Optional(), Length(min=MIN_PASSWORD_LENGTH, max=500)],
         description=f"At least {MIN_PASSWORD_LENGTH} characters. Blank keeps the current one.",
+        render_kw=NEW_PASSWORD,
     )
