@@ -71,7 +71,13 @@ def test_compose_posts_are_limited_per_user(app, auth, browser, operator):
         assert _compose(browser, "amy@example.org", subject="").status_code == 200
     response = _compose(browser, "amy@example.org")
     assert response.status_code == 429
-    assert "please wait" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    # Said as the form's own error, not as if a field called "Form" were at fault.
+    assert (
+        "<li>You have sent or previewed this form many times in a short while. To keep the "
+        "service running for everyone, please wait 60 minutes before trying again.</li>" in page
+    )
+    assert "Form:" not in page
     assert _sends(app) == 0
     # Another user is not held back by it.
     auth.logout()

@@ -56,7 +56,8 @@ def compose() -> Response | str | tuple[str, int]:
         # Each post can cost seconds of parsing and checking: a user gets so many an hour.
         wait = throttle.take(throttle.COMPOSE_BY_USER, str(current_user.id))
         if wait is not None:
-            form.form_errors.append(throttle.refusal("sent this form", wait))
+            # A preview costs what a send does, so it counts, and the message says so.
+            form.form_errors.append(throttle.refusal("sent or previewed this form", wait))
             return _render(form, account, None, [], None), 429
     valid = form.validate_on_submit()
     # After validation, which would clear a refusal said on the attachments field. (A post
