@@ -12,12 +12,15 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from lamplight_mail import org_time
 from lamplight_mail.models import utcnow
 from lamplight_mail.recipients import MAX_RECIPIENTS
-from lamplight_mail.web.forms.validators import EmailAddress, MaxLines, NoLineBreaks
+from lamplight_mail.web.forms.validators import EmailAddress, ListSize, NoLineBreaks
 from lamplight_mail.web.url_params import ids_from
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_RECIPIENTS_CHARACTERS = 2_000_000
 MAX_BODY_CHARACTERS = 500_000
+TOO_MANY_ADVICE = (
+    f"A send can have at most {MAX_RECIPIENTS:,} recipients; bulk email belongs in MailChimp."
+)
 
 
 def _plain_newlines(value: str | None) -> str | None:
@@ -31,17 +34,7 @@ class ComposeForm(FlaskForm):
         # Checked before the list is read: reading costs time per line.
         validators=[
             Optional(),
-            Length(
-                max=MAX_RECIPIENTS_CHARACTERS,
-                message=f"The list is longer than {MAX_RECIPIENTS_CHARACTERS:,} characters. "
-                f"A send can have at most {MAX_RECIPIENTS:,} recipients; bulk email belongs "
-                "in MailChimp.",
-            ),
-            MaxLines(
-                MAX_RECIPIENTS,
-                f"The list has more than {MAX_RECIPIENTS:,} lines. A send can have at most "
-                f"{MAX_RECIPIENTS:,} recipients; bulk email belongs in MailChimp.",
-            ),
+            ListSize(MAX_RECIPIENTS_CHARACTERS, MAX_RECIPIENTS, TOO_MANY_ADVICE),
         ],
         description="One a line: an email address, or a name and the address in angle "
         "brackets, e.g. Jo Bloggs <jo@example.org>. Each person gets their own copy; nobody "

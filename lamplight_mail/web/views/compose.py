@@ -17,14 +17,14 @@ from lamplight_mail.delivery.send_template import AttachedFile, SendTemplate
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Attachment, EmailAccount
 from lamplight_mail.recipients import (
-    MAX_RECIPIENTS,
     Recipient,
     RecipientList,
     UnreadableFile,
     collect,
 )
 from lamplight_mail.web import message_view, throttle
-from lamplight_mail.web.forms.compose import ComposeForm
+from lamplight_mail.web.forms.compose import TOO_MANY_ADVICE, ComposeForm
+from lamplight_mail.web.forms.validators import NOT_KEPT
 from lamplight_mail.web.url_params import ids_from
 from lamplight_mail.wording import plural
 
@@ -143,6 +143,14 @@ def _audience(form: ComposeForm) -> Audience | None:
     except UnreadableFile as error:
         form.recipients_file.errors.append(str(error))
         return None
+    if listing.too_many:
+        # Only a file's rows can take it past the limit (the box alone is held to as many
+        # lines). Refused for its size, the list is not put back either.
+        form.recipients.errors.append(
+            f"This list has {len(listing.recipients):,} recipients. {TOO_MANY_ADVICE} {NOT_KEPT}"
+        )
+        form.recipients.data = ""
+        return None
     listed = suppressions.listed(r.email for r in listing.recipients)
     recipients = [r for r in listing.recipients if r.email.lower() not in listed]
     return Audience(listing, recipients, len(listing.recipients) - len(recipients))
@@ -177,12 +185,6 @@ def _acceptable(
     if not audience.recipients:
         form.recipients.errors.append(
             "Every recipient is on the do-not-email list: there is nobody to send to."
-        )
-        return False
-    if listing.too_many:
-        form.recipients.errors.append(
-            f"A send can have at most {MAX_RECIPIENTS:,} recipients; this one has "
-            f"{len(listing.recipients):,}. Bulk email belongs in MailChimp."
         )
         return False
     known = True
