@@ -14,7 +14,9 @@ from lamplight_mail.models import (
     AccountHealth,
     AccountKind,
     AuditEvent,
+    AuthMethod,
     EmailAccount,
+    OAuthGrant,
     Role,
     Send,
     SendStatus,
@@ -651,3 +653,43 @@ def test_the_overview_lists_the_first_individual_accounts_and_links_to_all(app, 
     assert "op09@charity.example" in overview and "op10@charity.example" not in overview
     listing = browser.get("/admin/email/operators").get_data(as_text=True)
     assert all(f"op{number:02}@charity.example" in listing for number in range(12))
+
+
+@pytest.mark.parametrize(
+    ("settings", "said", "password_field"),
+    [
+        ({}, "You can set its password here", True),
+        (
+            {"auth_method": AuthMethod.NONE, "password": None},
+            "to send without signing in to the server, so it has no password",
+            False,
+        ),
+        (
+            {
+                "auth_method": AuthMethod.OAUTH2,
+                "oauth_grant": OAuthGrant.DELEGATED,
+                "password": None,
+            },
+            "sign in to your mailbox below",
+            False,
+        ),
+        (
+            {"auth_method": AuthMethod.OAUTH2, "oauth_grant": OAuthGrant.APP, "password": None},
+            "as your organisation's app: it has no password",
+            False,
+        ),
+    ],
+    ids=["password", "none", "oauth-delegated", "oauth-app"],
+)
+def test_my_email_words_the_account_by_how_it_signs_in(
+    app, auth, browser, settings, said, password_field
+):
+    """Only a password account offers to set a password: an OAuth account was told "You can
+    set its password here" with no password field on the page."""
+    olive_id = auth.login_operator()
+    with app.app_context():
+        make_account(owner=db.session.get(User, olive_id), **settings)
+    page = " ".join(browser.get("/my/email").get_data(as_text=True).split()).replace("&#39;", "'")
+    assert said in page
+    assert ("set its password" in page) == password_field
+    assert ('name="password"' in page) == password_field
