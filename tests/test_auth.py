@@ -166,3 +166,30 @@ def test_password_managers_fill_only_the_log_in_with_the_users_own_password(app,
     for url in ("/admin/email/system", "/admin/email/operators/new", "/admin/oauth"):
         fields = _autocomplete(browser.get(url).get_data(as_text=True))
         assert fields and set(fields.values()) == {"new-password"}, (url, fields)
+
+
+def _summary(page: str) -> list[str]:
+    summary = re.search(r'<div class="error-summary".*?</ul>', page, re.S)[0]
+    return [re.sub(r"<[^>]+>", "", item) for item in re.findall(r"<li>(.*?)</li>", summary)]
+
+
+def test_the_error_summary_follows_the_form_and_says_a_short_password_once(auth, browser):
+    """The summary listed Email before Name, the reverse of the form, and a short password got
+    WTForms's "Field must be between 10 and 500 characters long." under the hint "At least 10
+    characters."."""
+    response = browser.post(
+        "/setup", {"email": "bad", "name": "", "password": "short", "confirm": "short"}
+    )
+    page = response.get_data(as_text=True)
+    assert [item.split(":")[0] for item in _summary(page)] == ["Name", "Email address", "Password"]
+    assert "Password: Use at least 10 characters." in _summary(page)
+    assert "Field must be between" not in page
+
+    auth.login_admin()
+    page = browser.post(
+        "/admin/users/new",
+        {"email": "bad", "name": "", "role": "operator", "password": "short"},
+    ).get_data(as_text=True)
+    assert [item.split(":")[0] for item in _summary(page)] == ["Name", "Email address", "Password"]
+    assert "Password: Use at least 10 characters." in _summary(page)
+    assert "Field must be between" not in page

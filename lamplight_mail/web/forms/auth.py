@@ -32,16 +32,25 @@ class LoginForm(FlaskForm):
 
 
 class _UserFields(FlaskForm):
+    # In the order the forms show them: the error summary lists them in this order.
+    name = StringField("Name", validators=[DataRequired(), Length(max=120), NoLineBreaks()])
     email = EmailField(
         "Email address", validators=[DataRequired(), Length(max=254), EmailAddress()]
     )
-    name = StringField("Name", validators=[DataRequired(), Length(max=120), NoLineBreaks()])
+
+
+# One message for a password's length, in the words of the hint beside it (WTForms's default
+# said "Field must be between 10 and 500 characters long." under "At least 10 characters.").
+PASSWORD_LENGTH = [
+    Length(min=MIN_PASSWORD_LENGTH, message=f"Use at least {MIN_PASSWORD_LENGTH} characters."),
+    Length(max=500, message="Use at most 500 characters."),
+]
 
 
 class SetupForm(_UserFields):
     password = PasswordField(
         "Password",
-        validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=500)],
+        validators=[DataRequired(), *PASSWORD_LENGTH],
         description=f"At least {MIN_PASSWORD_LENGTH} characters.",
         render_kw=NEW_PASSWORD,
     )
@@ -63,7 +72,7 @@ class UserForm(_UserFields):
     )
     password = PasswordField(
         "Password",
-        validators=[Optional(), Length(min=MIN_PASSWORD_LENGTH, max=500)],
+        validators=[Optional(), *PASSWORD_LENGTH],
         description=f"At least {MIN_PASSWORD_LENGTH} characters. Blank keeps the current one.",
         render_kw=NEW_PASSWORD,
     )
