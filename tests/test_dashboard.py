@@ -245,3 +245,13 @@ def test_refreshes_every_30_seconds_with_or_without_javascript(browser, admin):
     assert '<noscript><meta http-equiv="refresh" content="30"></noscript>' in page
     assert 'src="/static/dashboard.js"' in page
     assert "<script>" not in page  # no inline script
+
+
+def test_the_cards_are_headed_accounts_since_the_single_account_is_among_them(app, browser, admin):
+    """They were headed "Operators' accounts" with the single account's card first."""
+    with app.app_context():
+        make_account(daily_limit=1000)
+    page = browser.get("/dashboard").get_data(as_text=True)
+    nav = re.search(r'<nav class="sort-links"[^>]*>.*?</nav>', page, re.S)[0]
+    assert text(nav).startswith("Accounts by name")
+    assert "Operators" not in page
