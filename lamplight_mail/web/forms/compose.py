@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileSize, MultipleFileField
@@ -18,6 +18,7 @@ from lamplight_mail.web.url_params import ids_from
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_RECIPIENTS_CHARACTERS = 2_000_000
 MAX_BODY_CHARACTERS = 500_000
+MAX_SCHEDULE_AHEAD = timedelta(days=366)  # a year, leap years included
 TOO_MANY_ADVICE = (
     f"A send can have at most {MAX_RECIPIENTS:,} recipients; bulk email belongs in MailChimp."
 )
@@ -115,6 +116,11 @@ class ComposeForm(FlaskForm):
         if moment <= utcnow():
             raise ValidationError(
                 "That time has passed. Leave it blank to send now, or choose a later time."
+            )
+        if moment > utcnow() + MAX_SCHEDULE_AHEAD:
+            # A typing slip (9999-12-31) would otherwise hold the send, unnoticed, for ever.
+            raise ValidationError(
+                "That is more than a year ahead. Choose a time within the next year."
             )
 
     @property
