@@ -60,9 +60,17 @@ def value_text(name: str, value: Any) -> str:
         return "yes"
     if value is False:
         return "no"
-    if isinstance(value, int):
+    if isinstance(value, int) and _is_quantity(name):
         return f"{value:,}"
     return str(value)
+
+
+# Recorded numbers that name something rather than count it: never "Port 1,025".
+LABELS_NOT_QUANTITIES = frozenset({"port"})
+
+
+def _is_quantity(name: str) -> bool:
+    return name not in LABELS_NOT_QUANTITIES and name != "id" and not name.endswith("_id")
 
 
 def _scrub(details: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import json
 import re
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -159,6 +159,22 @@ class RecipientList:
         lines = [problem.text for problem in self.problems]
         lines.extend(recipient.as_line() for recipient in self.recipients)
         return "\n".join(lines)
+
+    def rewrite(self) -> str:
+        """`as_text`, for the recipients box shown again in its place: each problem is now
+        placed by its line in that text (a file's row also by where it came from), since the
+        lines the user typed have moved."""
+        line = 1
+        placed = []
+        for problem in self.problems:
+            where = f"line {line}"
+            if not problem.where.startswith("line "):
+                where += f" ({problem.where})"
+            placed.append(replace(problem, where=where))
+            # As read_lines will count it: a CSV cell may hold a line break.
+            line += len(problem.text.splitlines()) or 1
+        self.problems = placed
+        return self.as_text()
 
 
 def _unpacked(carried: str) -> dict:

@@ -59,16 +59,22 @@ def unsubscribe(address: str) -> bool:
     return bool(added)
 
 
-def leave_out(send_id: int) -> int:
-    """Cancel the send's waiting (pending) messages to addresses put on the list since it was
-    composed, before it is released or falls due; returns how many (commits)."""
+def waiting_on_list(send_id: int) -> list[int]:
+    """The send's waiting (pending) messages to addresses put on the list since it was
+    composed: what `leave_out` would cancel."""
     waiting = db.session.execute(
         select(Message.id, Message.recipient_email).where(
             Message.send_id == send_id, Message.status == MessageStatus.PENDING
         )
     ).all()
     on_list = listed(email for _, email in waiting)
-    ids = [message_id for message_id, email in waiting if email.lower() in on_list]
+    return [message_id for message_id, email in waiting if email.lower() in on_list]
+
+
+def leave_out(send_id: int) -> int:
+    """Cancel the send's waiting (pending) messages to addresses put on the list since it was
+    composed, before it is released or falls due; returns how many (commits)."""
+    ids = waiting_on_list(send_id)
     if not ids:
         db.session.commit()  # ends the read
         return 0

@@ -3,6 +3,8 @@ operators' accounts, presets, the write-only password, validation, removal and t
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +16,9 @@ from lamplight_mail.models import (
     AccountHealth,
     AccountKind,
     AuditEvent,
+    AuthMethod,
     EmailAccount,
+    OAuthGrant,
     Role,
     Send,
     SendStatus,
@@ -651,3 +655,74 @@ def test_the_overview_lists_the_first_individual_accounts_and_links_to_all(app, 
     assert "op09@charity.example" in overview and "op10@charity.example" not in overview
     listing = browser.get("/admin/email/operators").get_data(as_text=True)
     assert all(f"op{number:02}@charity.example" in listing for number in range(12))
+
+
+@pytest.mark.parametrize(
+    ("settings", "said", "password_field"),
+    [
+        ({}, "You can set its password here", True),
+        (
+            {"auth_method": AuthMethod.NONE, "password": None},
+            "to send without signing in to the server, so it has no password",
+            False,
+        ),
+        (
+            {
+                "auth_method": AuthMethod.OAUTH2,
+                "oauth_grant": OAuthGrant.DELEGATED,
+                "password": None,
+            },
+            "sign in to your mailbox below",
+            False,
+        ),
+        (
+            {"auth_method": AuthMethod.OAUTH2, "oauth_grant": OAuthGrant.APP, "password": None},
+            "as your organisation's app: it has no password",
+            False,
+        ),
+    ],
+    ids=["password", "none", "oauth-delegated", "oauth-app"],
+)
+def test_my_email_words_the_account_by_how_it_signs_in(
+    app, auth, browser, settings, said, password_field
+):
+    """Only a password account offers to set a password: an OAuth account was told "You can
+    set its password here" with no password field on the page."""
+    olive_id = auth.login_operator()
+    with app.app_context():
+        make_account(owner=db.session.get(User, olive_id), **settings)
+    page = " ".join(browser.get("/my/email").get_data(as_text=True).split()).replace("&#39;", "'")
+    assert said in page
+    assert ("set its password" in page) == password_field
+    assert ('name="password"' in page) == password_field
+
+
+def _users_column(page: str) -> dict[str, str]:
+    """The users list's "Email account" cell by user name."""
+    rows = re.findall(r"<tr>\s*<td>([^<]*)</td>.*?</td>.*?</td>\s*<td>(.*?)</td>", page, re.S)
+    return {name: " ".join(cell.split()) for name, cell in rows}
+
+
+def test_the_users_list_names_the_account_each_user_sends_through(app, auth, browser):
+    """An admin without an account of their own, sending through the default single account,
+    was listed with "Email account: none"."""
+    auth.login_admin()
+    olive_id = auth.create_user("olive@charity.example", name="Olive Operator")
+    auth.create_user("rory@charity.example", name="Rory Operator")
+    with app.app_context():
+        shared = make_account(default_for_operators=False, from_email="office@charity.example")
+        make_account(owner=db.session.get(User, olive_id), password=None)
+        shared_id = shared.id
+    assert _users_column(browser.get("/admin/users").get_data(as_text=True)) == {
+        "Ada Admin": "none",
+        "Olive Operator": "waiting for password",
+        "Rory Operator": "none",
+    }
+    with app.app_context():
+        db.session.get(EmailAccount, shared_id).default_for_operators = True
+        db.session.commit()
+    assert _users_column(browser.get("/admin/users").get_data(as_text=True)) == {
+        "Ada Admin": "the single account (default)",
+        "Olive Operator": "waiting for password (sends through the single account meanwhile)",
+        "Rory Operator": "the single account (default)",
+    }

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from lamplight_mail import audit
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuditEvent
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, make_account
 from tests.pages import section, text, user_form_data, walk
 
 
@@ -75,3 +75,24 @@ def test_pages_cover_every_event_once_with_ties_on_time(app, auth, browser):
     at_ids = [event_id for event_id in seen if event_id in expected]
     assert at_ids == expected
     assert len(seen) == len(set(seen))
+
+
+def test_ports_and_ids_are_not_written_as_quantities(app, auth, browser):
+    """An account added on port 1025 showed "Port 1,025"."""
+    admin_id = auth.login_admin()
+    with app.app_context():
+        make_account(audited=True, port=1025, daily_limit=10000)
+        audit.record(
+            "send.exported",
+            "send",
+            12345,
+            "Exported a send",
+            {"send_id": 12345, "recipients": 12345},
+            actor=auth.user(admin_id),
+        )
+        db.session.commit()
+    page = browser.get("/admin/audit").get_data(as_text=True)
+    exported, added = (text(section(page, f"event-{event}")) for event in _event_ids(page)[:2])
+    assert "Port 1025" in added and "1,025" not in added
+    assert "Recipients per 24 hours 10,000" in added  # a quantity still reads as one
+    assert "Send id 12345" in exported and "Recipients 12,345" in exported

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from lamplight_mail.extensions import db
@@ -113,3 +115,66 @@ def test_valid_fields_are_not_announced_as_invalid(browser):
     page = response.get_data(as_text=True)
     assert 'aria-invalid="true"' in page
     assert 'aria-describedby="email-error"' in page
+
+
+def _autocomplete(page: str) -> dict[str, str | None]:
+    """Each password input's (and the log-in email's) autocomplete, by the input's name."""
+    found = {}
+    for tag in re.findall(r"<input[^>]*>", page):
+        name = re.search(r'name="([^"]*)"', tag)
+        if name and ('type="password"' in tag or name[1] == "email"):
+            value = re.search(r'autocomplete="([^"]*)"', tag)
+            found[name[1]] = value[1] if value else None
+    return found
+
+
+def test_password_managers_fill_only_the_log_in_with_the_users_own_password(app, auth, browser):
+    """A password manager fills `current-password` fields with the password saved for the
+    site, which is the admin's own: only the log-in form may ask for it. Every form that sets
+    a password (setup, a user's, an email account's) asks for a new one."""
+    assert _autocomplete(browser.get("/setup").get_data(as_text=True)) == {
+        "email": None,
+        "password": "new-password",
+        "confirm": "new-password",
+    }
+    admin_id = auth.create_user("admin@charity.example", Role.ADMIN, "Ann Admin")
+    assert _autocomplete(browser.get("/login").get_data(as_text=True)) == {
+        "email": "username",
+        "password": "current-password",
+    }
+    auth.login("admin@charity.example")
+    other = auth.create_user("olive@charity.example")
+    for url in ("/admin/users/new", f"/admin/users/{other}/edit", f"/admin/users/{admin_id}/edit"):
+        assert _autocomplete(browser.get(url).get_data(as_text=True))["password"] == (
+            "new-password"
+        ), url
+    for url in ("/admin/email/system", "/admin/email/operators/new", "/admin/oauth"):
+        fields = _autocomplete(browser.get(url).get_data(as_text=True))
+        assert fields and set(fields.values()) == {"new-password"}, (url, fields)
+
+
+def _summary(page: str) -> list[str]:
+    summary = re.search(r'<div class="error-summary".*?</ul>', page, re.S)[0]
+    return [re.sub(r"<[^>]+>", "", item) for item in re.findall(r"<li>(.*?)</li>", summary)]
+
+
+def test_the_error_summary_follows_the_form_and_says_a_short_password_once(auth, browser):
+    """The summary listed Email before Name, the reverse of the form, and a short password got
+    WTForms's "Field must be between 10 and 500 characters long." under the hint "At least 10
+    characters."."""
+    response = browser.post(
+        "/setup", {"email": "bad", "name": "", "password": "short", "confirm": "short"}
+    )
+    page = response.get_data(as_text=True)
+    assert [item.split(":")[0] for item in _summary(page)] == ["Name", "Email address", "Password"]
+    assert "Password: Use at least 10 characters." in _summary(page)
+    assert "Field must be between" not in page
+
+    auth.login_admin()
+    page = browser.post(
+        "/admin/users/new",
+        {"email": "bad", "name": "", "role": "operator", "password": "short"},
+    ).get_data(as_text=True)
+    assert [item.split(":")[0] for item in _summary(page)] == ["Name", "Email address", "Password"]
+    assert "Password: Use at least 10 characters." in _summary(page)
+    assert "Field must be between" not in page

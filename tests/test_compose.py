@@ -3,6 +3,7 @@ and the queue hold afterwards."""
 
 from __future__ import annotations
 
+import html
 import io
 import re
 
@@ -215,6 +216,30 @@ def test_rows_of_a_csv_with_bad_lines_move_into_the_box_so_nothing_is_lost(app, 
     assert "The rows of people.csv are now in the recipients box." in page
     box = re.search(r'<textarea[^>]*name="recipients"[^>]*>(.*?)</textarea>', page, re.S)[1]
     assert "Someone &lt;not-valid&gt;" in box and "Zoë &lt;zoe@example.org&gt;" in box
+    assert _count(app, Send) == 0
+
+
+def _box(page: str) -> list[str]:
+    """The recipients box's lines as a browser shows them (it drops the newline that opens a
+    textarea's content)."""
+    box = re.search(r'<textarea[^>]*name="recipients"[^>]*>(.*?)</textarea>', page, re.S)[1]
+    return html.unescape(box).removeprefix("\r\n").removeprefix("\n").splitlines()
+
+
+def test_the_problems_cite_the_lines_of_the_box_as_shown_again(app, browser, operator):
+    """The file's rows join the box, repeats merge and bad lines move to the top: the line
+    numbers in the problems table are those of the box the user now sees, not of what they
+    typed."""
+    typed = "amy@example.org\n\nnot an address\nJo <jo@example>"
+    upload = _csv("email,name\nzoe@example.org,Zoë\nnot-valid,Someone\namy@example.org,Amy\n")
+    page = _page(_compose(browser, recipients=typed, recipients_file=upload))
+    rows = re.findall(r"<tr><td>(line \d+[^<]*)</td><td><code>([^<]*)</code>", page)
+    assert [where for where, _ in rows] == ["line 1", "line 2", "line 3 (row 3 of people.csv)"]
+    box = _box(page)
+    for where, text in rows:
+        number = int(re.match(r"line (\d+)", where)[1])
+        assert box[number - 1] == html.unescape(text), where
+    assert box[:3] == ["not an address", "Jo <jo@example>", "Someone <not-valid>"]
     assert _count(app, Send) == 0
 
 

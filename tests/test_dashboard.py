@@ -185,11 +185,6 @@ def test_the_charts_days_are_the_organisations_and_end_today_on_its_clocks(ctx):
     assert days[-1] == (date(2026, 6, 1), 5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="delivery/rollups.py counts a message under its UTC date (`when.date()`); it should "
-    "count it under org_time.day_of(when), the organisation's day, as the chart reads them",
-)
 def test_a_message_sent_at_half_past_midnight_bst_counts_on_that_day(ctx):
     account = make_account()
     rollups.record_outcome(account.id, JUNE_FIRST_0030_BST, sent=1)
@@ -274,3 +269,13 @@ def test_refreshes_every_30_seconds_with_or_without_javascript(browser, admin):
     assert '<noscript><meta http-equiv="refresh" content="30"></noscript>' in page
     assert 'src="/static/dashboard.js"' in page
     assert "<script>" not in page  # no inline script
+
+
+def test_the_cards_are_headed_accounts_since_the_single_account_is_among_them(app, browser, admin):
+    """They were headed "Operators' accounts" with the single account's card first."""
+    with app.app_context():
+        make_account(daily_limit=1000)
+    page = browser.get("/dashboard").get_data(as_text=True)
+    nav = re.search(r'<nav class="sort-links"[^>]*>.*?</nav>', page, re.S)[0]
+    assert text(nav).startswith("Accounts by name")
+    assert "Operators" not in page

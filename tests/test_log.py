@@ -219,3 +219,14 @@ def test_empty_log_says_so(browser, admin):
     page = browser.get("/log").get_data(as_text=True)
     assert "No messages." in text(page)
     assert 'rel="next"' not in page
+
+
+@pytest.mark.parametrize("account", ["abc", "²", "99999", "9" * 30])
+def test_an_account_filter_naming_no_account_says_so(browser, admin, mailbox, account):
+    """`/log?account=abc` said WTForms's "Invalid Choice: could not coerce."."""
+    response = browser.get("/log", query_string={"account": account})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Unknown account: choose one from the list." in text(section(page, "account-error"))
+    assert "coerce" not in page and "Not a valid choice" not in page
+    assert _ids(page) == []  # nothing is shown as if it were filtered

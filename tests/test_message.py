@@ -9,7 +9,7 @@ import email.policy
 import html
 import io
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -22,6 +22,7 @@ from lamplight_mail.extensions import db
 from lamplight_mail.models import (
     Attachment,
     AuditEvent,
+    EmailAccount,
     Message,
     Send,
     SendStatus,
@@ -315,12 +316,24 @@ def test_reply_to_arrives_and_the_send_page_shows_the_message_inert(
 # --- Scheduling ---------------------------------------------------------------------------------
 
 
+def _next(month: int, day: int) -> date:
+    """The next such day after today: within the year send_at may be ahead."""
+    today = date.today()
+    coming = date(today.year, month, day)
+    return coming if coming > today else coming.replace(year=today.year + 1)
+
+
+SUMMER, WINTER = _next(7, 14), _next(1, 14)
+# Any time in the coming weeks, for a send that must wait.
+LATER = f"{date.today() + timedelta(days=30):%Y-%m-%d}T09:30"
+
+
 @pytest.mark.parametrize(
     ("typed", "utc", "shown"),
     [
         # British Summer Time: 09:30 in London is 08:30 UTC.
-        ("2031-07-14T09:30", "2031-07-14 08:30", "14 Jul 2031 09:30 BST"),
-        ("2031-01-14T09:30", "2031-01-14 09:30", "14 Jan 2031 09:30 GMT"),
+        (f"{SUMMER}T09:30", f"{SUMMER} 08:30", f"{SUMMER:%d %b %Y} 09:30 BST"),
+        (f"{WINTER}T09:30", f"{WINTER} 09:30", f"{WINTER:%d %b %Y} 09:30 GMT"),
     ],
 )
 def test_send_at_is_read_and_shown_in_the_organisations_time_zone(
@@ -343,6 +356,14 @@ def test_send_at_in_the_past_or_in_the_missing_hour_is_refused(app, browser, ope
     assert "does not exist" in page
     page = _page(_compose(browser, recipients="amy@example.org", send_at="tomorrow"))
     assert "YYYY-MM-DDTHH:MM" in page
+    assert _sends(app) == []
+
+
+@pytest.mark.parametrize("typed", ["9999-12-31T23:59", f"{date.today().year + 2}-01-01T09:00"])
+def test_send_at_more_than_a_year_ahead_is_refused(app, browser, operator, typed):
+    """9999-12-31T23:59 was accepted: the send would have waited for ever, unnoticed."""
+    page = _page(_compose(browser, recipients="amy@example.org", send_at=typed))
+    assert "That is more than a year ahead. Choose a time within the next year." in page
     assert _sends(app) == []
 
 
@@ -374,14 +395,53 @@ def test_a_scheduled_send_goes_only_when_due(app, smtp_server, worker_env):
         assert db.session.get(Send, send_id).status == SendStatus.DONE
 
 
-def test_send_now_starts_a_scheduled_send(app, browser, operator, smtp_server, worker_env):
-    _compose(browser, recipients="amy@example.org", send_at="2031-07-14T09:30")
+def test_send_now_asks_first_saying_how_many_go_then_starts_the_send(
+    app, browser, operator, smtp_server, worker_env
+):
+    _compose(
+        browser,
+        recipients="amy@example.org\nrory@example.org\nzoe@example.org",
+        send_at=LATER,
+    )
     send = _only_send(app)
+    with app.app_context():
+        db.session.add(Suppression(email="rory@example.org", source="admin"))
+        db.session.commit()
+    # The send's page offers a link to a confirmation, not a one-click button.
+    detail = _page(browser.get(f"/sends/{send.id}"))
+    assert f'<a class="button" href="/sends/{send.id}/send-now">Send now</a>' in detail
+    assert f'action="/sends/{send.id}/send-now"' not in detail
+    page = " ".join(_page(browser.get(f"/sends/{send.id}/send-now")).split())
+    assert "Send “Hello” now?" in page
+    assert "2 messages will go now" in page
+    assert "1 address put on the do-not-email list since it was composed is left out" in page
+    assert "Keep it scheduled" in page
+    assert _only_send(app).status == SendStatus.SCHEDULED  # the GET changes nothing
+
     response = browser.post(f"/sends/{send.id}/send-now")
     assert response.status_code == 302
     assert _only_send(app).status == SendStatus.QUEUED
     run_burst_worker(worker_env)
-    assert [i.rcpt_tos for i in smtp_server.recorder.wait_for(1)] == [["amy@example.org"]]
+    assert sorted(i.rcpt_tos[0] for i in smtp_server.recorder.wait_for(2)) == [
+        "amy@example.org",
+        "zoe@example.org",
+    ]
+    # Started, it is no longer offered: the page says why.
+    page = _page(browser.get(f"/sends/{send.id}/send-now"))
+    assert "It cannot be sent early: this send is" in page
+    assert "Keep it scheduled" not in page
+
+
+def test_send_now_warns_when_the_send_would_be_held_for_an_admin(app, browser, operator):
+    _, account_id = operator
+    _compose(browser, recipients="a@example.org\nb@example.org", send_at=LATER)
+    send = _only_send(app)
+    with app.app_context():
+        db.session.get(EmailAccount, account_id).daily_limit = 1
+        db.session.commit()
+    page = " ".join(_page(browser.get(f"/sends/{send.id}/send-now")).split())
+    assert "2 messages will go now" in page
+    assert "so it would be held for an admin to review instead. This send has 2" in page
 
 
 # --- Withdrawing ----------------------------------------------------------------------------------
@@ -393,7 +453,7 @@ def test_the_sender_cancels_with_a_confirmation_that_says_how_many(
     _compose(
         browser,
         recipients="a@example.org\nb@example.org\nc@example.org",
-        send_at="2031-07-14T09:30",
+        send_at=LATER,
     )
     send = _only_send(app)
     page = _page(browser.get(f"/sends/{send.id}/cancel"))
@@ -423,7 +483,7 @@ def test_the_sender_cancels_with_a_confirmation_that_says_how_many(
 
 
 def test_an_admin_may_cancel_anyones_send(app, auth, browser, operator):
-    _compose(browser, recipients="a@example.org", send_at="2031-07-14T09:30")
+    _compose(browser, recipients="a@example.org", send_at=LATER)
     send = _only_send(app)
     auth.logout()
     auth.login_admin()

@@ -142,3 +142,19 @@ def test_merge_values_carried_through_the_form_come_back_to_the_same_people():
 def test_carried_values_that_are_not_what_the_form_wrote_are_ignored(carried):
     listing = collect("zoe@example.org", carried=carried)
     assert listing.columns == [] and listing.recipients == [Recipient("zoe@example.org")]
+
+
+def test_shown_back_each_problem_is_placed_by_its_line_in_the_new_text():
+    upload = b'email,name\nnot-valid,Jo\namy@example.org,"Two\nlines"\nbad@,Bo\n'
+    listing = collect("ok@example.org\n\ntyped wrong", upload, "p.csv")
+    text = listing.rewrite()
+    lines = text.splitlines()
+    assert [problem.where for problem in listing.problems] == [
+        "line 1",
+        "line 2 (row 2 of p.csv)",
+        "line 3 (row 3 of p.csv)",  # its name's line break takes it onto two lines
+        "line 5 (row 4 of p.csv)",
+    ]
+    for problem in listing.problems:
+        number = int(problem.where.split()[1])
+        assert lines[number - 1] == problem.text.splitlines()[0]

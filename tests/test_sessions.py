@@ -98,7 +98,17 @@ def test_deactivation_asks_first_ends_sessions_and_refuses_login(app, auth, brow
 
 def test_an_admin_cannot_deactivate_themselves(app, auth, browser):
     admin_id = auth.login_admin()
-    auth.create_user("other-admin@charity.example", Role.ADMIN)
+    other_id = auth.create_user("other-admin@charity.example", Role.ADMIN)
+    # Not offered: no link on the list or the edit page, and the confirmation page says no.
+    listing = browser.get("/admin/users").get_data(as_text=True)
+    assert f"/admin/users/{other_id}/deactivate" in listing
+    assert f"/admin/users/{admin_id}/deactivate" not in listing
+    assert "deactivate" not in browser.get(f"/admin/users/{admin_id}/edit").get_data(as_text=True)
+    confirm = browser.get(f"/admin/users/{admin_id}/deactivate").get_data(as_text=True)
+    assert "You cannot deactivate yourself: ask another admin." in confirm
+    assert "Deactivate Ada Admin?" not in confirm and "<button" not in confirm.split("<main")[1]
+    assert '<a href="/admin/users">Back to users</a>' in confirm
+    # A post all the same is refused.
     page = browser.post(f"/admin/users/{admin_id}/deactivate", follow_redirects=True)
     assert "You cannot deactivate yourself" in page.get_data(as_text=True)
     with app.app_context():

@@ -68,13 +68,17 @@ def users_without_account() -> list[User]:
 
 
 def resolve_sending_account(user: User) -> EmailAccount | None:
+    """The account `user`'s sends go through now (see `sending_account`)."""
+    return sending_account(own_account(user), system_account())
+
+
+def sending_account(own: EmailAccount | None, shared: EmailAccount | None) -> EmailAccount | None:
     """The sender's own account when it can send (untested, ready or failing: not paused nor
     waiting), else the single account when it is the default for operators, else None
-    (compose then says no account is set up)."""
-    own = own_account(user)
+    (compose then says no account is set up). A list of users reads the single account once
+    and asks this for each."""
     if own is not None and own.can_send:
         return own
-    shared = system_account()
     if shared is not None and shared.default_for_operators:
         return shared
     return None

@@ -12,6 +12,7 @@ from functools import cache
 from sqlalchemy import Connection, Insert, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
+from lamplight_mail import org_time
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AccountDailyStats
 
@@ -57,5 +58,5 @@ def record_outcome(
     connection = connection if connection is not None else db.session.connection()
     connection.execute(
         _upsert(connection.dialect.name),
-        {"account_id": account_id, "day": when.date(), "sent": sent, "failed": failed},
+        {"account_id": account_id, "day": org_time.day_of(when), "sent": sent, "failed": failed},
     )

@@ -12,27 +12,52 @@ from lamplight_mail.web.forms.validators import EmailAddress, NoLineBreaks
 MIN_PASSWORD_LENGTH = 10
 
 
+# What a password manager may fill in: the user's own log-in only on the log-in page; on
+# every form that sets a password (one's own at setup, or another user's) a new one, so the
+# admin's own password is never slipped into someone else's form.
+NEW_PASSWORD = {"autocomplete": "new-password"}
+
+
 class LoginForm(FlaskForm):
-    email = EmailField("Email address", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=500)])
+    email = EmailField(
+        "Email address",
+        validators=[DataRequired(), Length(max=254)],
+        render_kw={"autocomplete": "username"},
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired(), Length(max=500)],
+        render_kw={"autocomplete": "current-password"},
+    )
 
 
 class _UserFields(FlaskForm):
+    # In the order the forms show them: the error summary lists them in this order.
+    name = StringField("Name", validators=[DataRequired(), Length(max=120), NoLineBreaks()])
     email = EmailField(
         "Email address", validators=[DataRequired(), Length(max=254), EmailAddress()]
     )
-    name = StringField("Name", validators=[DataRequired(), Length(max=120), NoLineBreaks()])
+
+
+# One message for a password's length, in the words of the hint beside it (WTForms's default
+# said "Field must be between 10 and 500 characters long." under "At least 10 characters.").
+PASSWORD_LENGTH = [
+    Length(min=MIN_PASSWORD_LENGTH, message=f"Use at least {MIN_PASSWORD_LENGTH} characters."),
+    Length(max=500, message="Use at most 500 characters."),
+]
 
 
 class SetupForm(_UserFields):
     password = PasswordField(
         "Password",
-        validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=500)],
+        validators=[DataRequired(), *PASSWORD_LENGTH],
         description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+        render_kw=NEW_PASSWORD,
     )
     confirm = PasswordField(
         "Repeat the password",
         validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
+        render_kw=NEW_PASSWORD,
     )
 
 
@@ -47,6 +72,7 @@ class UserForm(_UserFields):
     )
     password = PasswordField(
         "Password",
-        validators=[Optional(), Length(min=MIN_PASSWORD_LENGTH, max=500)],
+        validators=[Optional(), *PASSWORD_LENGTH],
         description=f"At least {MIN_PASSWORD_LENGTH} characters. Blank keeps the current one.",
+        render_kw=NEW_PASSWORD,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileSize, MultipleFileField
@@ -12,7 +12,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from lamplight_mail import org_time
 from lamplight_mail.models import utcnow
 from lamplight_mail.recipients import MAX_RECIPIENTS
-from lamplight_mail.web.forms.validators import EmailAddress, MaxLines, NoLineBreaks
+from lamplight_mail.web.forms.validators import EmailAddress, ListSize, NoLineBreaks
 from lamplight_mail.web.url_params import ids_from
 
 # Room for 50,000 rows of an address, a name and a few short columns. Attachments (20 MB) and
@@ -25,6 +25,10 @@ FILE_TOO_LARGE = f"The file is larger than {MAX_FILE_MEGABYTES} MB."
 # this form's message rather than a bare 413.
 MAX_RECIPIENTS_CHARACTERS = 3_500_000
 MAX_BODY_CHARACTERS = 500_000
+MAX_SCHEDULE_AHEAD = timedelta(days=366)  # a year, leap years included
+TOO_MANY_ADVICE = (
+    f"A send can have at most {MAX_RECIPIENTS:,} recipients; bulk email belongs in MailChimp."
+)
 
 
 def _plain_newlines(value: str | None) -> str | None:
@@ -38,17 +42,7 @@ class ComposeForm(FlaskForm):
         # Checked before the list is read: reading costs time per line.
         validators=[
             Optional(),
-            Length(
-                max=MAX_RECIPIENTS_CHARACTERS,
-                message=f"The list is longer than {MAX_RECIPIENTS_CHARACTERS:,} characters. "
-                f"A send can have at most {MAX_RECIPIENTS:,} recipients; bulk email belongs "
-                "in MailChimp.",
-            ),
-            MaxLines(
-                MAX_RECIPIENTS,
-                f"The list has more than {MAX_RECIPIENTS:,} lines. A send can have at most "
-                f"{MAX_RECIPIENTS:,} recipients; bulk email belongs in MailChimp.",
-            ),
+            ListSize(MAX_RECIPIENTS_CHARACTERS, MAX_RECIPIENTS, TOO_MANY_ADVICE),
         ],
         description="One a line: an email address, or a name and the address in angle "
         "brackets, e.g. Jo Bloggs <jo@example.org>. Each person gets their own copy; nobody "
@@ -129,6 +123,11 @@ class ComposeForm(FlaskForm):
         if moment <= utcnow():
             raise ValidationError(
                 "That time has passed. Leave it blank to send now, or choose a later time."
+            )
+        if moment > utcnow() + MAX_SCHEDULE_AHEAD:
+            # A typing slip (9999-12-31) would otherwise hold the send, unnoticed, for ever.
+            raise ValidationError(
+                "That is more than a year ahead. Choose a time within the next year."
             )
 
     @property

@@ -24,15 +24,24 @@ STATE_LABELS = {
 }
 
 
-def _optional_int(value: str | int | None) -> int | None:
-    return int(value) if value not in (None, "") else None
+def _account_choice(value: str | int | None) -> int | str | None:
+    """An account id; None for any account; what the address gave when it is no number (the
+    form then says the account is unknown, rather than WTForms's "could not coerce")."""
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return str(value)
 
 
 class LogFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    account = SelectField("Account", coerce=_optional_int, validators=[Optional()])
+    account = SelectField(
+        "Account", coerce=_account_choice, validators=[Optional()], validate_choice=False
+    )
     state = SelectField(
         "State",
         choices=[SelectChoice("", "Any state")]
@@ -54,6 +63,12 @@ class LogFilterForm(FlaskForm):
         self.account.choices = [SelectChoice("", "Any account")] + [
             SelectChoice(account.id, account.label) for account in accounts
         ]
+
+    def validate_account(self, field: SelectField) -> None:
+        # An address edited by hand, or an account since removed from the list.
+        known = {choice.value for choice in field.choices}
+        if field.data is not None and field.data not in known:
+            raise ValidationError("Unknown account: choose one from the list.")
 
     def validate_date_to(self, field: DateField) -> None:
         if field.data and self.date_from.data and field.data < self.date_from.data:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
 from wtforms import Field, Form
-from wtforms.validators import ValidationError
+from wtforms.validators import StopValidation, ValidationError
 
 from lamplight_mail.headers import describe_character, header_breaking_character
 
@@ -24,16 +24,32 @@ class NoLineBreaks:
             raise ValidationError(self.message.format(name=describe_character(found)))
 
 
-class MaxLines:
-    """At most `maximum` lines (blank ones included): counted before anything reads them."""
+# Said when a list refused for its size is not shown back.
+NOT_KEPT = "The list was not kept because of its size: the box is empty."
 
-    def __init__(self, maximum: int, message: str) -> None:
-        self.maximum = maximum
-        self.message = message
+
+class ListSize:
+    """At most `max_characters` and `max_lines` (blank lines included), counted before anything
+    reads the list; one message, for the first limit passed, with `advice`. A list refused
+    for its size is not kept: megabytes put back into a text box take a browser many seconds
+    to show, so the box is emptied and the message says so."""
+
+    def __init__(self, max_characters: int, max_lines: int, advice: str) -> None:
+        self.max_characters = max_characters
+        self.max_lines = max_lines
+        self.advice = advice
 
     def __call__(self, form: Form, field: Field) -> None:
-        if isinstance(field.data, str) and len(field.data.splitlines()) > self.maximum:
-            raise ValidationError(self.message)
+        if not isinstance(field.data, str):
+            return
+        if len(field.data) > self.max_characters:
+            too_large = f"The list is longer than {self.max_characters:,} characters."
+        elif len(field.data.splitlines()) > self.max_lines:
+            too_large = f"The list has more than {self.max_lines:,} lines."
+        else:
+            return
+        field.data = ""
+        raise StopValidation(f"{too_large} {self.advice} {NOT_KEPT}")
 
 
 class EmailAddress:

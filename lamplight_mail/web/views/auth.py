@@ -57,14 +57,9 @@ def _attempt_login(form: LoginForm) -> User | None:
     account and by client address; past either limit nothing is checked until it expires."""
     email = normalise_email(form.email.data)
     address = request.remote_addr or "unknown"
-    wait = throttle.retry_after(throttle.LOGIN_BY_ACCOUNT, email) or throttle.retry_after(
-        throttle.LOGIN_BY_ADDRESS, address
-    )
-    if wait is not None:
-        form.password.errors.append(
-            "Too many failed log-ins for this account or from your network. Try again in "
-            f"{throttle.in_words(wait)}, or ask an admin to set a new password."
-        )
+    refusal = _locked_out(email, address)
+    if refusal is not None:
+        form.password.errors.append(refusal)
         return None
     user = users.authenticate(email, form.password.data)
     if user is None:
@@ -81,6 +76,21 @@ def _attempt_login(form: LoginForm) -> User | None:
         return None
     throttle.clear(throttle.LOGIN_BY_ACCOUNT, email)
     return user
+
+
+def _locked_out(email: str, address: str) -> str | None:
+    """Why nothing is checked, or None. The network's lockout is said first: a new password
+    from an admin lifts only the account's, so its advice would not help there."""
+    wait = throttle.retry_after(throttle.LOGIN_BY_ADDRESS, address)
+    if wait is not None:
+        return f"Too many failed log-ins from your network. Try again in {throttle.in_words(wait)}."
+    wait = throttle.retry_after(throttle.LOGIN_BY_ACCOUNT, email)
+    if wait is not None:
+        return (
+            "Too many failed log-ins for this account. Try again in "
+            f"{throttle.in_words(wait)}, or ask an admin to set a new password."
+        )
+    return None
 
 
 @bp.post("/logout")

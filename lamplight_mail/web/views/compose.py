@@ -16,14 +16,18 @@ from lamplight_mail.delivery.send_template import AttachedFile, SendTemplate
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Attachment, EmailAccount
 from lamplight_mail.recipients import (
-    MAX_RECIPIENTS,
     Recipient,
     RecipientList,
     UnreadableFile,
     collect,
 )
 from lamplight_mail.web import message_view, throttle
-from lamplight_mail.web.forms.compose import MAX_RECIPIENTS_CHARACTERS, ComposeForm
+from lamplight_mail.web.forms.compose import (
+    MAX_RECIPIENTS_CHARACTERS,
+    TOO_MANY_ADVICE,
+    ComposeForm,
+)
+from lamplight_mail.web.forms.validators import NOT_KEPT
 from lamplight_mail.web.url_params import ids_from
 from lamplight_mail.wording import plural
 
@@ -55,7 +59,8 @@ def compose() -> Response | str | tuple[str, int]:
         # Each post can cost seconds of parsing and checking: a user gets so many an hour.
         wait = throttle.take(throttle.COMPOSE_BY_USER, str(current_user.id))
         if wait is not None:
-            form.form_errors.append(throttle.refusal("sent this form", wait))
+            # A preview costs what a send does, so it counts, and the message says so.
+            form.form_errors.append(throttle.refusal("sent or previewed this form", wait))
             return _render(form, account, None, [], None), 429
     valid = form.validate_on_submit()
     # After validation, which would clear a refusal said on the attachments field. (A post
@@ -107,7 +112,7 @@ def _carry(form: ComposeForm, listing: RecipientList) -> None:
     be more than the form takes back: then the file is asked for again, saying why."""
     carried = listing.carried_fields() if listing.columns else ""
     if form.recipients_file.data:
-        box = listing.as_text()
+        box = listing.rewrite()
         if not _fits(box, carried):
             form.recipients_file.errors.append(
                 f"The rows of {_filename(form)} are too many to keep in this form while you "
@@ -159,6 +164,14 @@ def _audience(form: ComposeForm) -> Audience | None:
     except UnreadableFile as error:
         form.recipients_file.errors.append(str(error))
         return None
+    if listing.too_many:
+        # Only a file's rows can take it past the limit (the box alone is held to as many
+        # lines). Refused for its size, the list is not put back either.
+        form.recipients.errors.append(
+            f"This list has {len(listing.recipients):,} recipients. {TOO_MANY_ADVICE} {NOT_KEPT}"
+        )
+        form.recipients.data = ""
+        return None
     listed = suppressions.listed(r.email for r in listing.recipients)
     recipients = [r for r in listing.recipients if r.email.lower() not in listed]
     return Audience(listing, recipients, len(listing.recipients) - len(recipients))
@@ -193,12 +206,6 @@ def _acceptable(
     if not audience.recipients:
         form.recipients.errors.append(
             "Every recipient is on the do-not-email list: there is nobody to send to."
-        )
-        return False
-    if listing.too_many:
-        form.recipients.errors.append(
-            f"A send can have at most {MAX_RECIPIENTS:,} recipients; this one has "
-            f"{len(listing.recipients):,}. Bulk email belongs in MailChimp."
         )
         return False
     known = True

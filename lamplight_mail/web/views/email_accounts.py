@@ -114,10 +114,11 @@ def delete(account_id: int | None) -> Response | str:
 @admin_required
 def test_connection(account_id: int) -> str:
     account = resolution.live_account(account_id) or abort(404)
-    result = _throttled() or checks.check_connection(account)
+    not_tested = _not_tested()
+    result = None if not_tested else checks.check_connection(account)
     db.session.commit()
     form = EmailCheckForm(formdata=None, to=current_user.email)
-    return _check_page(account, result, "Test connection", form)
+    return _check_page(account, result, "Test connection", form, not_tested)
 
 
 @bp.post("/admin/email/<int:account_id>/test-email")
@@ -125,11 +126,13 @@ def test_connection(account_id: int) -> str:
 def test_email(account_id: int) -> str:
     account = resolution.live_account(account_id) or abort(404)
     form = EmailCheckForm()
-    result = None
+    result = not_tested = None
     if form.validate_on_submit():
-        result = _throttled() or checks.send_test_email(account, form.to.data, current_user)
-        db.session.commit()
-    return _check_page(account, result, "Send test email", form)
+        not_tested = _not_tested()
+        if not not_tested:
+            result = checks.send_test_email(account, form.to.data, current_user)
+            db.session.commit()
+    return _check_page(account, result, "Send test email", form, not_tested)
 
 
 @bp.post("/admin/email/<int:account_id>/resume")
@@ -159,26 +162,24 @@ def my_email() -> Response | str:
 @bp.post("/my/email/test")
 def my_email_test() -> str:
     account = resolution.own_account(current_user) or abort(404)
-    result = _throttled() or checks.check_connection(account)
+    not_tested = _not_tested()
+    result = None if not_tested else checks.check_connection(account)
     db.session.commit()
-    return _my_email_page(account, OwnPasswordForm(formdata=None), result)
+    return _my_email_page(account, OwnPasswordForm(formdata=None), result, not_tested)
 
 
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _throttled() -> CheckResult | None:
+def _not_tested() -> str | None:
     """Each test opens a connection to a mail server (and a test email sends real mail): a
-    user gets so many per window, whichever account they test."""
+    user gets so many per window, whichever account they test. Past that, what to say
+    instead of a result: nothing was tried, so it is no failure, and the account's status and
+    the audit trail (one entry per test made) are left as they were."""
     wait = throttle.take(throttle.ACCOUNT_TESTS_BY_USER, str(current_user.id))
     if wait is None:
         return None
-    return CheckResult(
-        False,
-        "not attempted: too many tests in a short while",
-        stage="limit",
-        hint=throttle.refusal("tested email accounts", wait),
-    )
+    return f"Not tested: too many tests in a short while. Try again in {throttle.in_words(wait)}."
 
 
 def sign_in_needed(account: EmailAccount, had_sign_in: bool) -> str | None:
@@ -250,15 +251,27 @@ def _account_form(
 
 
 def _check_page(
-    account: EmailAccount, result: CheckResult | None, what: str, form: EmailCheckForm
+    account: EmailAccount,
+    result: CheckResult | None,
+    what: str,
+    form: EmailCheckForm,
+    not_tested: str | None = None,
 ) -> str:
     return render_template(
-        "accounts/check.html", account=account, result=result, what=what, test_email_form=form
+        "accounts/check.html",
+        account=account,
+        result=result,
+        not_tested=not_tested,
+        what=what,
+        test_email_form=form,
     )
 
 
 def _my_email_page(
-    account: EmailAccount | None, form: OwnPasswordForm, result: CheckResult | None
+    account: EmailAccount | None,
+    form: OwnPasswordForm,
+    result: CheckResult | None,
+    not_tested: str | None = None,
 ) -> str:
     shared = resolution.system_account()
     return render_template(
@@ -266,5 +279,6 @@ def _my_email_page(
         account=account,
         form=form,
         result=result,
+        not_tested=not_tested,
         falls_back_to_shared=shared is not None and shared.default_for_operators,
     )

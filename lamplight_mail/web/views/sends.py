@@ -8,6 +8,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
+from lamplight_mail import suppressions
 from lamplight_mail.delivery import outbox, scheduling
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Attachment, Message, MessageStatus, Send, SendStatus, utcnow
@@ -102,10 +103,14 @@ def confirm_cancel(send: Send, action: str, back: str) -> str:
     )
 
 
-@bp.post("/<int:send_id>/send-now")
-def send_now(send_id: int) -> BaseResponse:
-    """Start a scheduled send before its time (judged against the limits now)."""
+@bp.route("/<int:send_id>/send-now", methods=["GET", "POST"])
+def send_now(send_id: int) -> BaseResponse | str:
+    """Start a scheduled send before its time (judged against the limits now), after a
+    confirmation saying how many messages would go."""
     send = _own_send_or_404(send_id)
+    back = url_for("sends.detail", send_id=send.id)
+    if request.method == "GET":
+        return _confirm_send_now(send, back)
     try:
         status = scheduling.start(send, current_user)
     except outbox.SendStateError as error:
@@ -115,7 +120,28 @@ def send_now(send_id: int) -> BaseResponse:
             flash(f"Your email is held for an admin to review: {send.flag_reason}", "warning")
         else:
             flash("Your email is on its way.", "success")
-    return redirect(url_for("sends.detail", send_id=send.id))
+    return redirect(back)
+
+
+def _confirm_send_now(send: Send, back: str) -> str:
+    """What sending now would do, changing nothing: how many messages would go (less those to
+    addresses put on the do-not-email list since), and whether the send would be held for an
+    admin instead, as `scheduling.start` judges it. A send no longer scheduled says so."""
+    left_out = going = 0
+    held_because = None
+    if send.status == SendStatus.SCHEDULED:
+        left_out = len(suppressions.waiting_on_list(send.id))
+        going = outbox.open_count(send.id) - left_out
+        held_because = None if send.released_at else outbox.flag_reason(send.account, going)
+    return render_template(
+        "sends/send_now.html",
+        send=send,
+        going=going,
+        left_out=left_out,
+        held_because=held_because,
+        message=message_view.of_send(send),
+        back=back,
+    )
 
 
 @bp.get("/<int:send_id>/attachments/<int:index>")

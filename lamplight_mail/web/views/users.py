@@ -8,6 +8,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from lamplight_mail import users
+from lamplight_mail.accounts import resolution
 from lamplight_mail.extensions import db
 from lamplight_mail.models import User
 from lamplight_mail.web import throttle
@@ -22,7 +23,10 @@ bp = Blueprint("users", __name__, url_prefix="/admin/users")
 @admin_required
 def index() -> str:
     page = paginate(select(User).order_by(User.name, User.id))
-    return render_template("users/index.html", page=page)
+    shared = resolution.system_account()
+    # What compose would send each user's mail through: their own account, or the single one.
+    sending = {user.id: resolution.sending_account(user.account, shared) for user in page.items}
+    return render_template("users/index.html", page=page, sending=sending)
 
 
 @bp.route("/new", methods=["GET", "POST"])
