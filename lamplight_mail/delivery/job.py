@@ -99,9 +99,7 @@ def _deliver(account_id: int) -> None:
         delivery = Delivery.prepare(account)
         if delivery is None:
             return
-        # The slot outlasts a slow answer as the message does: lapsed meanwhile, it would let
-        # one connection more than the cap open.
-        with limits.connection_slot(account, delivery.held_seconds) as slot:
+        with limits.connection_slot(account, delivery.lease_seconds) as slot:
             if slot is None:
                 return  # the account's other connections are draining its mail
             out_of_time = delivery.run(slot)
