@@ -24,27 +24,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask_migrate import upgrade
 from sqlalchemy import func, select, text
 
 from bench.throughput import (
-    app_and_worker_env,
     bench_account,
     database,
+    scratch_space,
     smtp_sink,
+    upgraded_app,
 )
 from lamplight_mail import PROJECT_ROOT
 from lamplight_mail.delivery import outbox
-from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db, get_redis
 from lamplight_mail.models import (
     EmailAccount,
@@ -222,65 +219,59 @@ def _sent(send_ids: list[int]) -> int:
 
 def main() -> None:
     load_before = os.getloadavg()[0]
-    folder = Path(tempfile.mkdtemp(prefix="lm-bench-accounts-"))
-    redis_url = embedded_redis.ensure_running(folder / "redis", persist=False)
-    try:
-        with smtp_sink(folder, delay=SERVER_SECONDS) as port, database() as url:
-            app, env = app_and_worker_env(folder, url, redis_url)
-            with app.app_context():
-                upgrade()
-                user, accounts = _accounts(port, ACCOUNTS)
-                default = app.config["WORKER_CONNECTIONS"]
-                runs = [
-                    deliver(
-                        env,
-                        user,
-                        accounts,
-                        "baseline: 1 process, 1 connection",
-                        processes=1,
-                        messages=BASELINE_MESSAGES,
-                        connections=1,
-                    ),
-                    *(
-                        deliver(
-                            env,
-                            user,
-                            accounts,
-                            f"1 process(es), {n} connections each",
-                            processes=1,
-                            messages=MESSAGES,
-                            connections=n,
-                        )
-                        for n in CONNECTION_COUNTS
-                    ),
-                    *(
-                        deliver(
-                            env,
-                            user,
-                            accounts,
-                            f"{n} process(es), {default} connections each",
-                            processes=n,
-                            messages=MESSAGES,
-                            connections=default,
-                        )
-                        for n in (2, 4)
-                    ),
-                    deliver(
-                        env,
-                        user,
-                        accounts[:10],
-                        f"1 process, {default} connections, 10 accounts",
-                        processes=1,
-                        messages=MESSAGES,
-                        connections=default,
-                    ),
-                ]
-                backend = db.engine.dialect.name
-                db.session.remove()
-                db.engine.dispose()
-    finally:
-        embedded_redis.stop(folder / "redis")
-        shutil.rmtree(folder, ignore_errors=True)
+    with (
+        scratch_space("lm-bench-accounts-") as (folder, redis_url),
+        smtp_sink(folder, delay=SERVER_SECONDS) as port,
+        database() as url,
+        upgraded_app(folder, url, redis_url) as (app, env),
+    ):
+        user, accounts = _accounts(port, ACCOUNTS)
+        default = app.config["WORKER_CONNECTIONS"]
+        runs = [
+            deliver(
+                env,
+                user,
+                accounts,
+                "baseline: 1 process, 1 connection",
+                processes=1,
+                messages=BASELINE_MESSAGES,
+                connections=1,
+            ),
+            *(
+                deliver(
+                    env,
+                    user,
+                    accounts,
+                    f"1 process(es), {n} connections each",
+                    processes=1,
+                    messages=MESSAGES,
+                    connections=n,
+                )
+                for n in CONNECTION_COUNTS
+            ),
+            *(
+                deliver(
+                    env,
+                    user,
+                    accounts,
+                    f"{n} process(es), {default} connections each",
+                    processes=n,
+                    messages=MESSAGES,
+                    connections=default,
+                )
+                for n in (2, 4)
+            ),
+            deliver(
+                env,
+                user,
+                accounts[:10],
+                f"1 process, {default} connections, 10 accounts",
+                processes=1,
+                messages=MESSAGES,
+                connections=default,
+            ),
+        ]
+        backend = db.engine.dialect.name
 
     baseline = runs[0].rate
     print(f"database: {backend}; server: {SERVER_SECONDS * 1000:.0f} ms a message")

@@ -26,22 +26,19 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
-
-from flask_migrate import upgrade
 
 from bench.throughput import (
     REPEATS,
     Span,
     TimedSink,
-    app_and_worker_env,
     bench_account,
     database,
     raw_smtplib,
+    scratch_space,
     timed_sink,
+    upgraded_app,
     worker_drain,
 )
-from lamplight_mail.dev import embedded_redis
 from lamplight_mail.extensions import db
 from tests.factories import make_user
 from tests.workers import PROJECT_ROOT
@@ -76,33 +73,27 @@ def post_office(port: int) -> None:
 
 
 def main() -> None:
-    folder = Path(tempfile.mkdtemp(prefix="lm-bench-"))
-    redis_url = embedded_redis.ensure_running(folder / "redis", persist=False)
     load_before = os.getloadavg()
-    try:
-        with timed_sink(folder) as sink, database() as url:
-            app, env = app_and_worker_env(folder, url, redis_url)
-            with app.app_context():
-                upgrade()
-                user = make_user(name="Olive")
-                account = bench_account(sink.port, default_for_operators=True)
-                bare, worker, theirs = [], [], []
-                # Interleaved, so that load from elsewhere weighs on each alike.
-                for _ in range(REPEATS):
-                    bare.append(_timed(sink, lambda: raw_smtplib(sink.port, MESSAGES)))
-                    worker.append(
-                        _timed(
-                            sink,
-                            lambda: worker_drain(app, env, user, account, messages=MESSAGES),
-                        )
-                    )
-                    theirs.append(_timed(sink, lambda: post_office(sink.port)))
-                backend = db.engine.dialect.name
-                db.session.remove()
-                db.engine.dispose()
-    finally:
-        embedded_redis.stop(folder / "redis")
-        shutil.rmtree(folder, ignore_errors=True)
+    with (
+        scratch_space() as (folder, redis_url),
+        timed_sink(folder) as sink,
+        database() as url,
+        upgraded_app(folder, url, redis_url) as (app, env),
+    ):
+        user = make_user(name="Olive")
+        account = bench_account(sink.port, default_for_operators=True)
+        bare, worker, theirs = [], [], []
+        # Interleaved, so that load from elsewhere weighs on each alike.
+        for _ in range(REPEATS):
+            bare.append(_timed(sink, lambda: raw_smtplib(sink.port, MESSAGES)))
+            worker.append(
+                _timed(
+                    sink,
+                    lambda: worker_drain(app, env, user, account, messages=MESSAGES),
+                )
+            )
+            theirs.append(_timed(sink, lambda: post_office(sink.port)))
+        backend = db.engine.dialect.name
     load_after = os.getloadavg()
 
     a, b, p = (max(span.rate for span in runs) for runs in (bare, worker, theirs))

@@ -239,6 +239,32 @@ def database() -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def scratch_space(prefix: str = "lm-bench-") -> Iterator[tuple[Path, str]]:
+    """A temporary folder with an embedded Redis in it (its URL), both gone on leaving."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    redis_url = embedded_redis.ensure_running(folder / "redis", persist=False)
+    try:
+        yield folder, redis_url
+    finally:
+        embedded_redis.stop(folder / "redis")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def upgraded_app(folder: Path, url: str, redis_url: str) -> Iterator[tuple[Flask, dict[str, str]]]:
+    """The app on the upgraded database, inside its context, and the workers' environment; its
+    database connections closed on leaving."""
+    app, env = app_and_worker_env(folder, url, redis_url)
+    with app.app_context():
+        upgrade()
+        try:
+            yield app, env
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
 def app_and_worker_env(folder: Path, url: str, redis_url: str) -> tuple[Flask, dict[str, str]]:
     """The bench's app on database `url`, and the environment for worker processes like it."""
     keys = Fernet.generate_key().decode()
@@ -454,35 +480,27 @@ def compose_request(app: Flask, user: User) -> float:
 
 
 def main() -> None:
-    folder = Path(tempfile.mkdtemp(prefix="lm-bench-"))
-    redis_url = embedded_redis.ensure_running(folder / "redis", persist=False)
-    try:
-        with smtp_sink(folder) as port, database() as url:
-            app, env = app_and_worker_env(folder, url, redis_url)
-            with app.app_context():
-                upgrade()
-                user, account = _setup(port)
-                # Interleaved, so that load from elsewhere weighs on both alike.
-                ceilings, drains, unmetered, merged = [], [], [], []
-                for _ in range(REPEATS):
-                    ceilings.append(raw_smtplib(port, WORKER_MESSAGES))
-                    drains.append(worker_drain(app, env, user, account))
-                    unmetered.append(
-                        worker_drain(app, env, user, account, command=UNMETERED_WORKER)
-                    )
-                    merged.append(worker_drain(app, env, user, account, merged=True))
-                ceiling = max(ceilings)
-                drain = max(drains, key=lambda run: run["rate"])
-                off = max(unmetered, key=lambda run: run["rate"])
-                personal = max(merged, key=lambda run: run["rate"])
-                compose = compose_vs_insert(app, user, account)
-                request = compose_request(app, user)
-                backend = db.engine.dialect.name
-                db.session.remove()
-                db.engine.dispose()
-    finally:
-        embedded_redis.stop(folder / "redis")
-        shutil.rmtree(folder, ignore_errors=True)
+    with (
+        scratch_space() as (folder, redis_url),
+        smtp_sink(folder) as port,
+        database() as url,
+        upgraded_app(folder, url, redis_url) as (app, env),
+    ):
+        user, account = _setup(port)
+        # Interleaved, so that load from elsewhere weighs on both alike.
+        ceilings, drains, unmetered, merged = [], [], [], []
+        for _ in range(REPEATS):
+            ceilings.append(raw_smtplib(port, WORKER_MESSAGES))
+            drains.append(worker_drain(app, env, user, account))
+            unmetered.append(worker_drain(app, env, user, account, command=UNMETERED_WORKER))
+            merged.append(worker_drain(app, env, user, account, merged=True))
+        ceiling = max(ceilings)
+        drain = max(drains, key=lambda run: run["rate"])
+        off = max(unmetered, key=lambda run: run["rate"])
+        personal = max(merged, key=lambda run: run["rate"])
+        compose = compose_vs_insert(app, user, account)
+        request = compose_request(app, user)
+        backend = db.engine.dialect.name
 
     ratio_b = drain["rate"] / ceiling
     ratio_c = compose["compose"] / compose["insert"]
