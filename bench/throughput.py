@@ -97,6 +97,10 @@ def _serve(
     many, the first and the last accept, in seconds of this machine's monotonic clock)."""
     import asyncio
     import threading
+    import warnings
+
+    # aiosmtpd warns about its own use of a deprecated attribute at every AUTH.
+    warnings.filterwarnings("ignore", "Session.login_data", DeprecationWarning)
 
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword

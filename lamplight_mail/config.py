@@ -153,7 +153,9 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "MAX_CONTENT_LENGTH": 28 * 1024 * 1024,
         # A compose of 10,000 pasted recipients is one large text field (Flask's default: 500 kB).
         "MAX_FORM_MEMORY_SIZE": 4 * 1024 * 1024,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # A database error names its statement, never its values: those are addresses,
+        # servers' answers and encrypted secrets, and errors end up in logs and RQ jobs.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
     }
 
 

@@ -10,7 +10,8 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from lamplight_mail.delivery import outbox
 from lamplight_mail.delivery.claims import Lease, Outcome
@@ -182,10 +183,75 @@ def test_recording_sent_counts_it_and_finishing_marks_the_send_done(ctx, lease):
     db.session.rollback()
     assert statuses(send.id) == {"sent": 1, "failed": 1}
     assert db.session.get(Send, send.id).status == SendStatus.DONE
-    failed = db.session.get(Message, second.id)
+    sent, failed = db.session.get(Message, first.id), db.session.get(Message, second.id)
+    assert (sent.last_code, sent.last_response, sent.lease_owner) == (250, "250 2.0.0 OK", None)
+    assert abs((utcnow() - sent.sent_at).total_seconds()) < 5
     assert (failed.last_code, failed.last_response) == (550, "550 5.1.1 unknown user")
     stats = db.session.scalars(select(AccountDailyStats)).one()
     assert (stats.sent, stats.failed) == (1, 1)
+
+
+def test_a_deferred_mark_keeps_its_due_time_and_is_claimed_again_only_then(ctx, lease):
+    send = _send(1)
+    worker = lease(send.account_id)
+    (message,) = worker.claim(10)
+    later = utcnow() + timedelta(minutes=10)
+    outcome = Outcome(MessageStatus.DEFERRED, "451 4.7.0 try later", 451, due_at=later)
+    assert worker.record(message, outcome)
+
+    db.session.rollback()
+    deferred = db.session.get(Message, message.id)
+    assert (deferred.status, deferred.last_code, deferred.lease_owner) == (
+        MessageStatus.DEFERRED,
+        451,
+        None,
+    )
+    assert abs((deferred.due_at - later).total_seconds()) < 1
+    assert lease(send.account_id, "another").claim(10) == []  # not due yet
+
+
+def test_a_mark_whose_database_connection_was_killed_is_written_on_a_new_one(ctx, lease):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: a backend to kill")
+    send = _send(1)
+    worker = lease(send.account_id)
+    (message,) = worker.claim(10)
+    db.session.execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    )
+    db.session.rollback()
+
+    assert worker.record(message, Outcome(MessageStatus.SENT, "250 2.0.0 OK", 250))
+    assert statuses(send.id) == {"sent": 1}
+
+
+_REFUSE_ROLLUPS = {
+    "sqlite": "CREATE TRIGGER refuse_rollups BEFORE INSERT ON account_daily_stats "
+    "BEGIN SELECT RAISE(ABORT, 'no rollups today'); END",
+    "postgresql": "CREATE FUNCTION refuse_rollups() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'no rollups today'; END $$; "
+    "CREATE TRIGGER refuse_rollups BEFORE INSERT ON account_daily_stats "
+    "FOR EACH ROW EXECUTE FUNCTION refuse_rollups()",
+}
+
+
+def test_a_failing_mark_statement_says_what_failed_without_its_values(ctx, lease):
+    send = _send(1)
+    worker = lease(send.account_id)
+    (message,) = worker.claim(10)
+    answer = "250 2.0.0 OK secret-looking-answer"
+    db.session.close()
+    with db.engine.begin() as connection:  # the day's rollup cannot be written
+        connection.execute(text(_REFUSE_ROLLUPS[db.engine.dialect.name]))
+
+    with pytest.raises(DBAPIError) as raised:
+        worker.record(message, Outcome(MessageStatus.SENT, answer, 250))
+    assert "no rollups today" in str(raised.value)
+    assert answer not in str(raised.value)
+    assert statuses(send.id) == {"sending": 1}  # the whole mark was rolled back
 
 
 def test_cancelling_mid_batch_stops_the_rest_but_the_message_on_the_wire_counts(ctx, lease):

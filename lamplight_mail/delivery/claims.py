@@ -6,7 +6,8 @@ lease is still this job's, so a worker that stalled past its lease cannot overwr
 the worker that took its messages over.
 
 This is the worker's hot path (a few statements per message sent), so it runs on a connection of
-its own with statements built once, in SQLAlchemy Core rather than through the ORM session. Every
+its own with statements built once, in SQLAlchemy Core rather than through the ORM session, and
+the marks run on the driver's cursor (see driver_sql). Every
 commit is durable (the database's default flush to disk): a mark acknowledged and then lost in a
 database crash would send that message again. The speed comes from overlap and sharing instead
 (see Recorder): a message's mark is written while the next message travels, the marks of all of a
@@ -34,7 +35,7 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, bindparam, exists, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from lamplight_mail.delivery import latency, rollups
+from lamplight_mail.delivery import driver_sql, latency, rollups
 from lamplight_mail.delivery.outbox import ACTIVE_SEND_STATUSES, OPEN_STATUSES
 from lamplight_mail.extensions import db
 from lamplight_mail.models import Message, MessageStatus, Send, SendStatus, utcnow
@@ -191,10 +192,10 @@ def _write_marks(connection: Connection, groups: list[tuple[str, int, Marks]]) -
                 "answer": outcome.answer,
             }
             if outcome.status == MessageStatus.SENT:
-                done = connection.execute(_MARK_SENT, params).rowcount
+                done = driver_sql.execute(connection, _MARK_SENT, params)
             else:
                 params.update(status=outcome.status, due_at=outcome.due_at or now)
-                done = connection.execute(_MARK_NOT_SENT, params).rowcount
+                done = driver_sql.execute(connection, _MARK_NOT_SENT, params)
             done_here += done
             if done and outcome.status in (MessageStatus.SENT, MessageStatus.FAILED):
                 counts = counted.setdefault(account_id, [0, 0])

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Insert, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lamplight_mail import org_time
+from lamplight_mail.delivery import driver_sql
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AccountDailyStats
 
@@ -56,7 +57,8 @@ def record_outcome(
     if not sent and not failed:
         return
     connection = connection if connection is not None else db.session.connection()
-    connection.execute(
+    driver_sql.execute(
+        connection,
         _upsert(connection.dialect.name),
         {"account_id": account_id, "day": org_time.day_of(when), "sent": sent, "failed": failed},
     )
