@@ -96,11 +96,11 @@ def _serve(
     notes when it accepted each message and answers "reset" (forget them) and "span" (how
     many, the first and the last accept, in seconds of this machine's monotonic clock)."""
     import asyncio
+    import logging
     import threading
-    import warnings
 
-    # aiosmtpd warns about its own use of a deprecated attribute at every AUTH.
-    warnings.filterwarnings("ignore", "Session.login_data", DeprecationWarning)
+    # aiosmtpd logs a warning about its own use of a deprecated attribute at every AUTH.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
 
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -108,6 +108,10 @@ def _serve(
     accepted: list[float] = []
 
     class Sink:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list:
+            session.host_name = hostname
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]  # as Office 365 does
+
         async def handle_DATA(self, server, session, envelope) -> str:
             if delay:
                 await asyncio.sleep(delay)

@@ -54,6 +54,15 @@ class Recorder:
     scripted_replies: dict[str, deque[str | None]] = field(
         default_factory=lambda: defaultdict(deque)
     )
+    # Offered in EHLO, as Office 365 and Gmail offer it: clients may send MAIL, RCPT and DATA
+    # in one go (RFC 2920).
+    pipelining: bool = False
+    # address -> the reply refusing it at MAIL FROM or RCPT TO (else accepted)
+    refused_addresses: dict[str, str] = field(default_factory=dict)
+    # answer DATA with 354 even when no recipient was accepted, as a broken server might
+    data_without_recipients: bool = False
+    # how many MAIL commands came with their RCPT and DATA already behind them (pipelined)
+    pipelined_envelopes: int = 0
     auth_reply: str | None = None  # when set, every AUTH is refused with this reply
     starttls_reply: str | None = None  # when set, STARTTLS is refused with this reply
     data_delay_seconds: float = 0.0
@@ -129,6 +138,34 @@ class _Handler:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.recorder.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
+    ) -> str:
+        refusal = self.recorder.refused_addresses.get(address.lower())
+        if refusal:
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
+    ) -> str:
+        refusal = self.recorder.refused_addresses.get(address.lower())
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.recorder.data_delay_seconds:
             await asyncio.sleep(self.recorder.data_delay_seconds)
@@ -193,6 +230,11 @@ class _TrackingSMTP(SMTP):
 
     async def smtp_MAIL(self, arg: str) -> None:
         self.reserved_between = (self.last_word_at, time.time())
+        # What the client sent after MAIL without waiting for its answer.
+        sent_ahead = bytes(self._reader._buffer)
+        if b"RCPT TO:" in sent_ahead and b"DATA\r\n" in sent_ahead:
+            with self._recorder.lock:
+                self._recorder.pipelined_envelopes += 1
         await super().smtp_MAIL(arg)
 
     async def smtp_STARTTLS(self, arg: str) -> None:
@@ -204,6 +246,8 @@ class _TrackingSMTP(SMTP):
 
     async def smtp_DATA(self, arg: str) -> None:
         recorder = self._recorder
+        if recorder.data_without_recipients and self.envelope and not self.envelope.rcpt_tos:
+            self.envelope.rcpt_tos.append("nobody@example.org")
         with recorder.lock:
             rcpts = [r.lower() for r in (self.envelope.rcpt_tos if self.envelope else [])]
             dropping = next((r for r in rcpts if recorder.drops_in_data.get(r)), None)
@@ -316,6 +360,7 @@ def start_server(
 
     kwargs: dict = {}
     if mode == "starttls":
+        recorder.pipelining = True  # as Office 365 offers it
         kwargs.update(
             tls_context=server_context,
             require_starttls=True,

@@ -202,3 +202,61 @@ def test_no_password_crosses_an_unencrypted_connection_to_another_host():
     assert (answer.stage, answer.kind) == ("auth", AnswerKind.PAUSE_ACCOUNT)
     assert "unencrypted" in answer.text and "TLS" in answer.hint
     assert relay.recorder.logins == []
+
+
+def test_a_server_offering_pipelining_gets_the_envelope_in_one_go(smtp_server):
+    with connect(settings(smtp_server)) as connection:
+        for person in ("a", "b"):
+            assert connection.deliver(SMTP_USER, [f"{person}@example.org"], MESSAGE).accepted
+    assert smtp_server.recorder.recipients() == ["a@example.org", "b@example.org"]
+    assert smtp_server.recorder.pipelined_envelopes == 2
+
+
+def test_a_server_without_pipelining_gets_one_command_at_a_time(smtp_ssl_server):
+    with connect(settings(smtp_ssl_server, security=Security.SSL)) as connection:
+        assert connection.deliver(SMTP_USER, ["a@example.org"], MESSAGE).accepted
+    assert smtp_ssl_server.recorder.recipients() == ["a@example.org"]
+    assert smtp_ssl_server.recorder.pipelined_envelopes == 0
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-at-a-time"])
+def test_a_refused_sender_or_recipient_is_that_messages_answer_and_the_next_one_goes(
+    smtp_server, pipelining
+):
+    recorder = smtp_server.recorder
+    recorder.pipelining = pipelining
+    recorder.refused_addresses.update(
+        {
+            "nobody@example.org": "550 5.1.1 User unknown",
+            "blocked@charity.example": "553 5.7.1 Sender address rejected",
+        }
+    )
+    with connect(settings(smtp_server)) as connection:
+        no_recipient = connection.deliver(SMTP_USER, ["nobody@example.org"], MESSAGE)
+        no_sender = connection.deliver("blocked@charity.example", ["a@example.org"], MESSAGE)
+        accepted = connection.deliver(SMTP_USER, ["b@example.org"], MESSAGE)
+    assert (no_recipient.stage, no_recipient.code, no_recipient.kind) == (
+        "rcpt",
+        550,
+        AnswerKind.PERMANENT,
+    )
+    assert "User unknown" in no_recipient.text
+    assert (no_sender.stage, no_sender.code) == ("mail", 553)
+    assert accepted.accepted
+    assert recorder.recipients() == ["b@example.org"]
+    assert recorder.connections_total == 1
+
+
+def test_a_server_that_wants_the_message_after_refusing_its_recipient_gets_nothing(smtp_server):
+    """Pipelined, DATA goes before the recipient's refusal is read: should the server then
+    answer 354 anyway, the message is never ended (the connection is dropped), so nothing
+    reaches the refused recipient, and the next message goes on a new connection."""
+    recorder = smtp_server.recorder
+    recorder.refused_addresses["nobody@example.org"] = "550 5.1.1 User unknown"
+    recorder.data_without_recipients = True
+    with connect(settings(smtp_server)) as connection:
+        refused = connection.deliver(SMTP_USER, ["nobody@example.org"], MESSAGE)
+    assert (refused.stage, refused.code) == ("rcpt", 550)
+    with connect(settings(smtp_server)) as connection:
+        assert connection.deliver(SMTP_USER, ["a@example.org"], MESSAGE).accepted
+    assert recorder.recipients() == ["a@example.org"]

@@ -160,23 +160,14 @@ class Connection:
         stage = "mail"
         ended = False
         try:
-            # Bare addresses (checked at compose and on the account form) go as they are:
-            # smtplib's mail() and rcpt() would parse each again, for every message.
-            code, response = self.client.docmd("MAIL", f"FROM:<{from_address}>")
-            if code != 250:
-                self._reset()
-                return _failure("mail", _text(response), code)
-            stage = "rcpt"
-            for recipient in recipients:
-                code, response = self.client.docmd("RCPT", f"TO:<{recipient}>")
-                if code not in (250, 251):
-                    self._reset()
-                    return _failure("rcpt", _text(response), code)
+            refused = (
+                self._envelope_pipelined(from_address, recipients)
+                if self.client.has_extn("pipelining")
+                else self._envelope(from_address, recipients)
+            )
+            if refused is not None:
+                return refused
             stage = "data"
-            code, response = self.client.docmd("DATA")
-            if code != 354:
-                self._reset()
-                return _failure("data", _text(response), code)
             self.client.send(_dot_stuffed(message))
         except smtplib.SMTPResponseException as error:
             return _failure(stage, _text(error.smtp_error), error.smtp_code)
@@ -217,6 +208,56 @@ class Connection:
         if code != 250:
             return _failure("data", _text(response), code)
         return Answer(AnswerKind.ACCEPTED, _text(response), code)
+
+    def _envelope(self, from_address: str, recipients: list[str]) -> Answer | None:
+        """MAIL, each RCPT and DATA, each answered before the next goes; None once the server
+        waits for the message (354), else why it will not take it."""
+        # Bare addresses (checked at compose and on the account form) go as they are:
+        # smtplib's mail() and rcpt() would parse each again, for every message.
+        code, response = self.client.docmd("MAIL", f"FROM:<{from_address}>")
+        if code != 250:
+            self._reset()
+            return _failure("mail", _text(response), code)
+        for recipient in recipients:
+            code, response = self.client.docmd("RCPT", f"TO:<{recipient}>")
+            if code not in (250, 251):
+                self._reset()
+                return _failure("rcpt", _text(response), code)
+        code, response = self.client.docmd("DATA")
+        if code != 354:
+            self._reset()
+            return _failure("data", _text(response), code)
+        return None
+
+    def _envelope_pipelined(self, from_address: str, recipients: list[str]) -> Answer | None:
+        """The same in one write and one wait (RFC 2920, offered by Office 365 and Gmail among
+        others): two round trips fewer a message. Every answer is read, in order, and the first
+        refusal is the one reported."""
+        self.client.send(
+            f"MAIL FROM:<{from_address}>\r\n"
+            + "".join(f"RCPT TO:<{recipient}>\r\n" for recipient in recipients)
+            + "DATA\r\n"
+        )
+        answers = [("mail", *self.client.getreply())]
+        answers += [("rcpt", *self.client.getreply()) for _ in recipients]
+        code, response = self.client.getreply()
+        accepted = {"mail": (250,), "rcpt": (250, 251)}
+        refusal = next(
+            (
+                _failure(stage, _text(text), answer)
+                for stage, answer, text in answers
+                if answer not in accepted[stage]
+            ),
+            None,
+        )
+        if code == 354 and refusal is not None:
+            # A server that wants the message after refusing its envelope: nothing can stop
+            # DATA but hanging up, and the server discards an unfinished message.
+            self._abandon()
+        elif code != 354:
+            self._reset()
+            refusal = refusal or _failure("data", _text(response), code)
+        return refusal
 
     def _spoke_early(self) -> bool:
         """Whether the server has closed the connection or said something while the message
