@@ -52,7 +52,7 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
     mode = env.get("LAMPLIGHT_MAIL_ENV", DEVELOPMENT)
     if mode not in (PRODUCTION, DEVELOPMENT):
         raise ConfigError(f"LAMPLIGHT_MAIL_ENV must be '{PRODUCTION}' or '{DEVELOPMENT}'")
-    worker_connections = _positive(env, "LAMPLIGHT_MAIL_WORKER_CONNECTIONS", 16)
+    worker_connections = _positive(env, "LAMPLIGHT_MAIL_WORKER_CONNECTIONS", 24)
 
     if mode == PRODUCTION:
         missing = [name for name in REQUIRED_IN_PRODUCTION if not env.get(name)]

@@ -69,15 +69,17 @@ def begin_form_writes_immediately() -> None:
 
 
 def size_connection_pool(config: dict) -> None:
-    """A worker's delivery thread holds up to three database connections (its claims, its
-    recorder, its session): the pool keeps room for all of them, so no thread waits on another.
-    Connections are opened only as needed, so a web process pays nothing for the room."""
+    """A worker's delivery thread holds up to two database connections at once (its claims'
+    and, for a moment, its session's), and the process one more for its marks (see claims.py)
+    and one for its main loop: the pool keeps room for all of them and a few to spare, so no
+    thread waits on another. Connections are opened only as needed, so a web process pays
+    nothing for the room."""
     url = make_url(config["SQLALCHEMY_DATABASE_URI"])
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         return  # one shared connection (StaticPool): nothing to size
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         **config["SQLALCHEMY_ENGINE_OPTIONS"],
-        "pool_size": 5 + 3 * config["WORKER_CONNECTIONS"],
+        "pool_size": 5 + 2 * config["WORKER_CONNECTIONS"],
     }
 
 

@@ -95,4 +95,5 @@ def test_the_database_pool_has_room_for_every_connection_thread(tmp_path):
     config = load_config(str(tmp_path), {"LAMPLIGHT_MAIL_WORKER_CONNECTIONS": "8"})
     config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'x.sqlite'}"
     size_connection_pool(config)
-    assert config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == 5 + 3 * 8
+    # Two for each thread at once (its claims and its session), the marks' and the main loop's.
+    assert config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] >= 2 * 8 + 2
