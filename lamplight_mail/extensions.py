@@ -39,9 +39,6 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=15000")
     cursor.execute("PRAGMA foreign_keys=ON")
-    import os
-    if os.environ.get("NOCKPT"):
-        cursor.execute("PRAGMA wal_autocheckpoint=" + os.environ["NOCKPT"])
     cursor.close()
 
 
