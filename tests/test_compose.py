@@ -24,6 +24,7 @@ from lamplight_mail.models import (
     utcnow,
 )
 from tests.factories import SMTP_USER, make_account, queued_job_args
+from tests.pages import input_value
 
 SUBJECT = "Café mornings are back"
 BODY = "Dear friend,\nWe open again on Tuesday.\n"
@@ -352,3 +353,48 @@ def test_the_progress_page_shows_each_recipients_answer_and_when_it_is_retried(
 
     failed = _page(browser.get(f"{send_url}?status=failed"))
     assert "bo@example.org" in failed and "amy@example.org" not in failed
+
+
+def _form_token(browser) -> str:
+    token = input_value(_page(browser.get("/compose")), "submission")
+    assert token, "the compose form carries no submission token"
+    return token
+
+
+def test_the_same_form_posted_twice_sends_once_and_shows_the_first_send(app, browser, operator):
+    # A double click on a slow line, or Send pressed again on the page the back button brought
+    # back: the browser posts the same form twice, and nobody should get the email twice.
+    token = _form_token(browser)
+    fields = {"recipients": "amy@example.org\r\nbo@example.org", "submission": token}
+    first = _compose(browser, **fields)
+    second = _compose(browser, **fields)
+
+    assert first.status_code == second.status_code == 302
+    assert second.headers["Location"] == first.headers["Location"]
+    assert _count(app, Send) == 1
+    assert _count(app, Message) == 2
+    page = _page(browser.get(second.headers["Location"]))
+    assert "already sent when you first pressed Send, so it was not sent again" in page
+
+
+def test_a_new_compose_form_sends_again(app, browser, operator):
+    # The same words composed anew are a new email: only a repeat of one form is refused.
+    fields = {"recipients": "amy@example.org"}
+    first = _compose(browser, submission=_form_token(browser), **fields)
+    second = _compose(browser, submission=_form_token(browser), **fields)
+
+    assert first.headers["Location"] != second.headers["Location"]
+    assert _count(app, Send) == 2
+
+
+def test_a_form_refused_for_its_mistakes_keeps_its_token_and_sends_once_corrected(
+    app, browser, operator
+):
+    token = _form_token(browser)
+    refused = _compose(browser, recipients="", submission=token)
+    assert refused.status_code == 200
+    assert input_value(_page(refused), "submission") == token
+
+    sent = _compose(browser, recipients="amy@example.org", submission=token)
+    assert sent.status_code == 302
+    assert _count(app, Send) == 1
