@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import io
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -24,7 +25,8 @@ from lamplight_mail.models import (
     utcnow,
 )
 from tests.factories import SMTP_USER, make_account, queued_job_args
-from tests.pages import input_value
+from tests.pages import input_value, section
+from tests.pages import text as page_text
 
 SUBJECT = "Café mornings are back"
 BODY = "Dear friend,\nWe open again on Tuesday.\n"
@@ -398,3 +400,33 @@ def test_a_form_refused_for_its_mistakes_keeps_its_token_and_sends_once_correcte
     sent = _compose(browser, recipients="amy@example.org", submission=token)
     assert sent.status_code == 302
     assert _count(app, Send) == 1
+
+
+def test_the_progress_page_says_beside_the_counts_why_deferred_mail_waits_and_until_when(
+    app, browser, operator
+):
+    # 60 recipients: the deferred ones are on the table's second page, so only a line beside
+    # the counts tells the sender why "deferred 10" is not moving and that all is well.
+    typed = "\n".join(f"person{n}@example.org" for n in range(60))
+    send_url = _compose(browser, recipients=typed).headers["Location"]
+    later = utcnow().replace(microsecond=0) + timedelta(minutes=3)
+    with app.app_context():
+        messages = db.session.scalars(select(Message).order_by(Message.id)).all()
+        for message in messages[:50]:
+            message.status, message.sent_at, message.attempts = MessageStatus.SENT, utcnow(), 1
+        for offset, message in enumerate(messages[50:]):
+            message.status = MessageStatus.DEFERRED
+            message.due_at = later + timedelta(seconds=offset)
+            message.last_response = "Paced to the account's messages per minute."
+        db.session.commit()
+        next_due = f"{org_time.local(later):%H:%M %Z}"
+
+    said = page_text(section(_page(browser.get(send_url)), "deferred-reason"))
+    assert f"10 messages wait to be sent, the next at {next_due}" in said
+    assert "there is nothing to do" in said
+    assert "Why: Paced to the account's messages per minute." in said
+
+
+def test_a_progress_page_without_deferred_mail_says_nothing_of_waiting(app, browser, operator):
+    page = _page(browser.get(_compose(browser, recipients="amy@example.org").headers["Location"]))
+    assert 'id="deferred-reason"' not in page
