@@ -364,8 +364,8 @@ def _form_token(browser) -> str:
 
 
 def test_the_same_form_posted_twice_sends_once_and_shows_the_first_send(app, browser, operator):
-    # A double click on a slow line, or Send pressed again on the page the back button brought
-    # back: the browser posts the same form twice, and nobody should get the email twice.
+    # A double click on a slow line: the browser posts the same form twice (dropping the first
+    # page, which the server still handles), and nobody should get the email twice.
     token = _form_token(browser)
     fields = {"recipients": "amy@example.org\r\nbo@example.org", "submission": token}
     first = _compose(browser, **fields)

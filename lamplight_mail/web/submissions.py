@@ -1,6 +1,7 @@
-"""One compose form, one send. A form posted twice (a double click on a slow connection, where
-the browser drops the first request's page but the server still handles it, or Send pressed
-again on the page the back button brought back) must not mail every recipient twice.
+"""One compose form, one send. A form posted twice (a double click or a second press of Send on
+a slow connection, where the browser drops the first request's page but the server still
+handles it) must not mail every recipient twice. Going back to the form and sending it again
+is not caught: the browser fetches the form anew, with a new token, and that may be meant.
 
 Each compose form carries a random token; the first post that sends with it claims the token in
 Redis (shared by every web process) and records its send there, so a repeat is taken to the
@@ -21,8 +22,7 @@ from lamplight_mail.extensions import get_redis
 log = logging.getLogger(__name__)
 
 KEY = "lamplight:compose-once:{user}:{token}"
-# Long enough to cover a back button pressed the next morning; a form older than that is
-# posted as new.
+# Far longer than any slow request; a form older than that is posted as new.
 REMEMBER_SECONDS = 24 * 3600
 PENDING = "pending"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
