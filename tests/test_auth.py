@@ -37,7 +37,7 @@ def test_setup_explains_bad_input_next_to_the_fields(browser):
     page = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "An email address must have an @-sign." in page
-    assert "This field is required." in page
+    assert "Enter a name." in page and "This field is required." not in page
     assert "at least 10 characters" in page.lower()
 
 

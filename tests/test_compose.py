@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import io
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -24,6 +25,8 @@ from lamplight_mail.models import (
     utcnow,
 )
 from tests.factories import SMTP_USER, make_account, queued_job_args
+from tests.pages import input_value, section
+from tests.pages import text as page_text
 
 SUBJECT = "Café mornings are back"
 BODY = "Dear friend,\nWe open again on Tuesday.\n"
@@ -352,3 +355,78 @@ def test_the_progress_page_shows_each_recipients_answer_and_when_it_is_retried(
 
     failed = _page(browser.get(f"{send_url}?status=failed"))
     assert "bo@example.org" in failed and "amy@example.org" not in failed
+
+
+def _form_token(browser) -> str:
+    token = input_value(_page(browser.get("/compose")), "submission")
+    assert token, "the compose form carries no submission token"
+    return token
+
+
+def test_the_same_form_posted_twice_sends_once_and_shows_the_first_send(app, browser, operator):
+    # A double click on a slow line: the browser posts the same form twice (dropping the first
+    # page, which the server still handles), and nobody should get the email twice.
+    token = _form_token(browser)
+    fields = {"recipients": "amy@example.org\r\nbo@example.org", "submission": token}
+    first = _compose(browser, **fields)
+    second = _compose(browser, **fields)
+
+    assert first.status_code == second.status_code == 302
+    assert second.headers["Location"] == first.headers["Location"]
+    assert _count(app, Send) == 1
+    assert _count(app, Message) == 2
+    page = _page(browser.get(second.headers["Location"]))
+    assert "already sent when you first pressed Send, so it was not sent again" in page
+
+
+def test_a_new_compose_form_sends_again(app, browser, operator):
+    # The same words composed anew are a new email: only a repeat of one form is refused.
+    fields = {"recipients": "amy@example.org"}
+    first = _compose(browser, submission=_form_token(browser), **fields)
+    second = _compose(browser, submission=_form_token(browser), **fields)
+
+    assert first.headers["Location"] != second.headers["Location"]
+    assert _count(app, Send) == 2
+
+
+def test_a_form_refused_for_its_mistakes_keeps_its_token_and_sends_once_corrected(
+    app, browser, operator
+):
+    token = _form_token(browser)
+    refused = _compose(browser, recipients="", submission=token)
+    assert refused.status_code == 200
+    assert input_value(_page(refused), "submission") == token
+
+    sent = _compose(browser, recipients="amy@example.org", submission=token)
+    assert sent.status_code == 302
+    assert _count(app, Send) == 1
+
+
+def test_the_progress_page_says_beside_the_counts_why_deferred_mail_waits_and_until_when(
+    app, browser, operator
+):
+    # 60 recipients: the deferred ones are on the table's second page, so only a line beside
+    # the counts tells the sender why "deferred 10" is not moving and that all is well.
+    typed = "\n".join(f"person{n}@example.org" for n in range(60))
+    send_url = _compose(browser, recipients=typed).headers["Location"]
+    later = utcnow().replace(microsecond=0) + timedelta(minutes=3)
+    with app.app_context():
+        messages = db.session.scalars(select(Message).order_by(Message.id)).all()
+        for message in messages[:50]:
+            message.status, message.sent_at, message.attempts = MessageStatus.SENT, utcnow(), 1
+        for offset, message in enumerate(messages[50:]):
+            message.status = MessageStatus.DEFERRED
+            message.due_at = later + timedelta(seconds=offset)
+            message.last_response = "Paced to the account's messages per minute."
+        db.session.commit()
+        next_due = f"{org_time.local(later):%H:%M %Z}"
+
+    said = page_text(section(_page(browser.get(send_url)), "deferred-reason"))
+    assert f"10 messages wait to be sent, the next at {next_due}" in said
+    assert "there is nothing to do" in said
+    assert "Why: Paced to the account's messages per minute." in said
+
+
+def test_a_progress_page_without_deferred_mail_says_nothing_of_waiting(app, browser, operator):
+    page = _page(browser.get(_compose(browser, recipients="amy@example.org").headers["Location"]))
+    assert 'id="deferred-reason"' not in page

@@ -9,7 +9,7 @@ from lamplight_mail.accounts import health
 from lamplight_mail.extensions import db
 from lamplight_mail.models import AuthMethod, EmailAccount, MessageStatus, Security
 from tests.factories import OFFICE365, SMTP_PASSWORD, add_messages, make_account, make_send
-from tests.pages import server_form_data
+from tests.pages import form_data, server_form_data, user_form_data
 from tests.smtp_servers import start_server
 
 
@@ -146,3 +146,20 @@ def test_authentication_none_asks_before_dropping_the_stored_password(
     with app.app_context():
         account = db.session.get(EmailAccount, account_id)
         assert not account.has_password and account.auth_method == AuthMethod.NONE
+
+
+def test_an_empty_field_is_told_what_to_enter_not_that_it_is_required(app, auth, browser):
+    # Every other form says what to do ("Enter a subject."); these said WTForms's "This field
+    # is required.", twice over (in the summary and beside the field).
+    auth.login_admin()
+    users = browser.post("/admin/users/new", user_form_data(name="", email="")).get_data(
+        as_text=True
+    )
+    assert "Enter a name." in users and "Enter an email address." in users
+    account = browser.post("/admin/email/system", form_data(from_email="")).get_data(as_text=True)
+    assert "Enter the address recipients see." in account
+    auth.logout()
+    login = browser.post("/login", {"email": "", "password": ""}).get_data(as_text=True)
+    assert "Enter your email address." in login and "Enter your password." in login
+    for page in (users, account, login):
+        assert "This field is required" not in page

@@ -21,21 +21,25 @@ NEW_PASSWORD = {"autocomplete": "new-password"}
 class LoginForm(FlaskForm):
     email = EmailField(
         "Email address",
-        validators=[DataRequired(), Length(max=254)],
+        validators=[DataRequired("Enter your email address."), Length(max=254)],
         render_kw={"autocomplete": "username"},
     )
     password = PasswordField(
         "Password",
-        validators=[DataRequired(), Length(max=500)],
+        validators=[DataRequired("Enter your password."), Length(max=500)],
         render_kw={"autocomplete": "current-password"},
     )
 
 
 class _UserFields(FlaskForm):
-    # In the order the forms show them: the error summary lists them in this order.
-    name = StringField("Name", validators=[DataRequired(), Length(max=120), NoLineBreaks()])
+    # In the order the forms show them: the error summary lists them in this order. Each
+    # says what to do, as the other forms do (WTForms's own "This field is required." does not).
+    name = StringField(
+        "Name", validators=[DataRequired("Enter a name."), Length(max=120), NoLineBreaks()]
+    )
     email = EmailField(
-        "Email address", validators=[DataRequired(), Length(max=254), EmailAddress()]
+        "Email address",
+        validators=[DataRequired("Enter an email address."), Length(max=254), EmailAddress()],
     )
 
 
@@ -50,13 +54,16 @@ PASSWORD_LENGTH = [
 class SetupForm(_UserFields):
     password = PasswordField(
         "Password",
-        validators=[DataRequired(), *PASSWORD_LENGTH],
+        validators=[DataRequired("Choose a password."), *PASSWORD_LENGTH],
         description=f"At least {MIN_PASSWORD_LENGTH} characters.",
         render_kw=NEW_PASSWORD,
     )
     confirm = PasswordField(
         "Repeat the password",
-        validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
+        validators=[
+            DataRequired("Type the password again."),
+            EqualTo("password", message="The passwords do not match."),
+        ],
         render_kw=NEW_PASSWORD,
     )
 

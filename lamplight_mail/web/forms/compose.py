@@ -110,6 +110,9 @@ class ComposeForm(FlaskForm):
     # held, and the attachments already uploaded, ride along in these.
     merge_data = HiddenField()
     staged_attachments = HiddenField()
+    # One form, one send: a second post of the same form is taken to the first one's send
+    # (web/submissions.py).
+    submission = HiddenField(validators=[Optional(), Length(max=64)])
     # Offered once the list has lines that are not valid addresses.
     drop_invalid = BooleanField("Leave out the lines that are not valid and send to the others")
 

@@ -217,7 +217,12 @@ class AccountForm(FlaskForm):
     )
     from_email = EmailField(
         "From address",
-        validators=[DataRequired(), Length(max=254), NoLineBreaks(), EmailAddress()],
+        validators=[
+            DataRequired("Enter the address recipients see."),
+            Length(max=254),
+            NoLineBreaks(),
+            EmailAddress(),
+        ],
         filters=[_strip],
         description="The address recipients see; for Office 365, the mailbox's own address.",
     )

@@ -14,14 +14,14 @@ from lamplight_mail.delivery import merge, outbox
 from lamplight_mail.delivery.mime import HeaderInjection, new_message_id
 from lamplight_mail.delivery.send_template import AttachedFile, SendTemplate
 from lamplight_mail.extensions import db
-from lamplight_mail.models import Attachment, EmailAccount
+from lamplight_mail.models import Attachment, EmailAccount, Send
 from lamplight_mail.recipients import (
     Recipient,
     RecipientList,
     UnreadableFile,
     collect,
 )
-from lamplight_mail.web import message_view, throttle
+from lamplight_mail.web import message_view, submissions, throttle
 from lamplight_mail.web.forms.compose import (
     MAX_RECIPIENTS_CHARACTERS,
     TOO_MANY_ADVICE,
@@ -72,6 +72,9 @@ def compose() -> Response | str | tuple[str, int]:
             if "preview" in request.form:
                 shown = _preview(form, audience, account, held)
             else:
+                earlier = submissions.claim(current_user.id, form.submission.data)
+                if earlier is not None:
+                    return _already_sent(earlier)
                 return _send(form, audience, account, held)
     elif form.is_submitted() and not (form.recipients.errors or form.recipients_file.errors):
         # Read only what passed the size checks: an oversized list is refused unread.
@@ -80,6 +83,8 @@ def compose() -> Response | str | tuple[str, int]:
         _carry(form, audience.listing)
     db.session.commit()  # attachments held for the next showing of the form
     form.staged_attachments.data = ",".join(str(a.id) for a in held)
+    if not form.submission.data:
+        form.submission.data = submissions.new_token()
     return _render(form, account, audience, held, shown)
 
 
@@ -271,12 +276,42 @@ def _used_columns(form: ComposeForm, listing: RecipientList) -> frozenset[str]:
     return used & frozenset(listing.columns)
 
 
+def _already_sent(earlier: submissions.Earlier) -> Response:
+    """This form was posted before and that post sent it: show that send, never a second."""
+    if earlier.send_id is not None:
+        flash(
+            "This email was already sent when you first pressed Send, so it was not sent "
+            "again. To send it once more, compose it anew.",
+            "info",
+        )
+        return redirect(url_for("sends.detail", send_id=earlier.send_id))
+    flash(
+        "This email is already being sent from when you first pressed Send, so it was not "
+        "sent again: it is at the top of this list.",
+        "info",
+    )
+    return redirect(url_for("sends.index"))
+
+
 def _send(
     form: ComposeForm, audience: Audience, account: EmailAccount, held: list[Attachment]
 ) -> Response:
+    token = form.submission.data
+    try:
+        send = _create_send(form, audience, account, held)
+    except BaseException:
+        submissions.release(current_user.id, token)  # nothing sent: the form may try again
+        raise
+    submissions.record(current_user.id, token, send.id)
+    return _sent(send, audience)
+
+
+def _create_send(
+    form: ComposeForm, audience: Audience, account: EmailAccount, held: list[Attachment]
+) -> Send:
     recipients = audience.recipients
     flag_reason = outbox.flag_reason(account, len(recipients))
-    send = outbox.create_send(
+    return outbox.create_send(
         current_user,
         account,
         recipients,
@@ -292,6 +327,9 @@ def _send(
             merge_columns=_used_columns(form, audience.listing),
         ),
     )
+
+
+def _sent(send: Send, audience: Audience) -> Response:
     listing = audience.listing
     notes = []
     if listing.duplicates:
@@ -301,8 +339,8 @@ def _send(
     if audience.left_out:
         notes.append(f"{audience.left_out:,} on the do-not-email list left out")
     noted = f" ({'; '.join(notes)})" if notes else ""
-    if flag_reason:
-        flash(f"Your email is held for an admin to review: {flag_reason}", "warning")
+    if send.flag_reason:
+        flash(f"Your email is held for an admin to review: {send.flag_reason}", "warning")
     elif send.send_at is not None:
         flash(
             f"Your email to {plural(send.recipient_count, 'recipient')} is scheduled for "

@@ -3,6 +3,9 @@ the sender (or an admin) may withdraw what has not gone yet, or start a schedule
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
@@ -42,9 +45,32 @@ def _own_send_or_404(send_id: int) -> Send:
     return send
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """Why a send's deferred messages wait and when the next is due: said beside the counts,
+    so nobody has to find it in the table of recipients."""
+
+    count: int
+    reason: str | None
+    next_due: datetime
+
+
+def _waiting(send: Send, count: int) -> Waiting | None:
+    if not count:
+        return None
+    row = db.session.execute(
+        select(Message.last_response, Message.due_at)
+        .where(Message.send_id == send.id, Message.status == MessageStatus.DEFERRED)
+        .order_by(Message.due_at)
+        .limit(1)
+    ).first()
+    return Waiting(count, row.last_response, row.due_at) if row else None
+
+
 @bp.get("/<int:send_id>")
 def detail(send_id: int) -> str:
     send = _own_send_or_404(send_id)
+    counts = outbox.counts_by_send([send.id])[send.id]
     status = request.args.get("status")
     shown = MessageStatus(status) if status in set(MessageStatus) else None
     query = select(Message).where(Message.send_id == send.id).order_by(Message.id)
@@ -54,7 +80,8 @@ def detail(send_id: int) -> str:
         "sends/detail.html",
         send=send,
         message=message_view.of_send(send),
-        counts=outbox.counts_by_send([send.id])[send.id],
+        counts=counts,
+        waiting=_waiting(send, counts[MessageStatus.DEFERRED]),
         page=paginate(query, per_page=MESSAGES_PER_PAGE),
         shown=shown,
         refresh=REFRESH_SECONDS if send.status in (SendStatus.QUEUED, SendStatus.SENDING) else None,
