@@ -65,6 +65,7 @@ def test_the_health_check_tells_a_running_worker_from_a_frozen_or_stopped_one(wo
     with explained_by(worker):
         try:
             _wait_for_check(worker_env, 0, within=60)
+            assert "healthy: a worker on" in _check(worker_env).stdout
             # An idle worker stays healthy for longer than its TTL: its heartbeat is the loop's.
             idle_until = time.monotonic() + TTL_SECONDS + 2
             while time.monotonic() < idle_until:

@@ -84,11 +84,19 @@ def test_cancel_cancels_what_is_not_sent_and_is_audited(ctx):
     first.status, first.sent_at = MessageStatus.SENT, utcnow()
     db.session.commit()
 
+    paced = db.session.scalars(select(Message).where(Message.id != first.id)).first()
+    paced.status, paced.last_response = MessageStatus.DEFERRED, "Paced to the account's limit."
+    db.session.commit()
+
     assert outbox.cancel(send, admin) == 2
 
     db.session.rollback()
     assert send.status == SendStatus.CANCELLED and send.finished_at is not None
     assert statuses(send.id) == {"sent": 1, "cancelled": 2}
+    # What the log shows for it says why it did not go, not why it once waited.
+    assert db.session.get(Message, paced.id).last_response == (
+        f"Cancelled by {admin.name} before it was sent."
+    )
     event = db.session.scalars(
         select(AuditEvent).where(AuditEvent.action == "send.cancelled")
     ).one()

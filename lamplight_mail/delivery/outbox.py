@@ -256,7 +256,13 @@ def cancel(send: Send, actor: User) -> int:
         cancelled = db.session.execute(
             update(Message)
             .where(Message.send_id == send.id, Message.status.in_(OPEN_STATUSES))
-            .values(status=MessageStatus.CANCELLED, updated_at=now)
+            # A deferral's reason ("Paced to ...") would read as why it was cancelled.
+            .values(
+                status=MessageStatus.CANCELLED,
+                updated_at=now,
+                last_response=f"Cancelled by {actor.name} before it was sent.",
+                last_code=None,
+            )
             .execution_options(synchronize_session=False)
         ).rowcount
         previous = send.status

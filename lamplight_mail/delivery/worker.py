@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_alive(app: Flask) -> int:
-    """0 when a worker on this host has heartbeated within its TTL, else 1 (said on stderr).
+    """0 when a worker on this host has heartbeated within its TTL (said on stdout, with how
+    many), else 1 (said on stderr).
 
     The heartbeat is RQ's own, written from the worker's main loop before every wait on the
     queue and every second while all its threads are busy: a worker that is stopped
@@ -196,7 +197,10 @@ def check_alive(app: Flask) -> int:
         for worker in workers
         if worker.hostname == host and worker.last_heartbeat is not None
     ]
-    if any(age <= limit for age in ages):
+    fresh = [age for age in ages if age <= limit]
+    if fresh:
+        alive = f"{len(fresh)} workers" if len(fresh) > 1 else "a worker"
+        print(f"healthy: {alive} on {host}, last heartbeat {min(fresh).total_seconds():.0f} s ago")
         return 0
     newest = f"; the newest heartbeat is {min(ages).total_seconds():.0f} s old" if ages else ""
     print(f"unhealthy: no worker on {host} heartbeated in {_ttl(app)} s{newest}", file=sys.stderr)
