@@ -12,9 +12,10 @@ running `python worker.py` processes (as in production, not --burst) delivering:
   four with the default, 40 accounts x 50 messages;
 - one process over 10 accounts x 50 messages: its memory against the 40 accounts' (flat).
 
-Each figure: messages per second from the first message sent to the last (the database's
-sent_at), the peak resident memory (VmHWM) of each worker process, the workers' CPU and Redis
-commands per message, the most database connections the workers held at once (sampled every
+The workers start, and are ready, before the mail is composed: no process's start-up falls in
+the measured span or its CPU. Each figure: messages per second from the first message sent to
+the last (the database's sent_at), the peak resident memory (VmHWM) of each worker process, the
+workers' CPU and Redis commands per message, the most database connections the workers held at once (sampled every
 0.2 s) and, on PostgreSQL, the transactions they committed. Ratios are against the baseline
 measured in the same run. The database is a fresh SQLite file, or a fresh PostgreSQL database
 when BENCH_DATABASE_URL names a server.
@@ -31,6 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rq import Worker
 from sqlalchemy import func, select, text
 
 from bench.throughput import (
@@ -70,7 +72,7 @@ class Run:
     messages: int
     rate: float  # messages per second, first sent to last
     rss_mb: list[float]  # each worker process's peak resident memory
-    cpu_seconds: float  # the worker processes' CPU time, start-up included
+    cpu_seconds: float  # the worker processes' CPU time while they delivered (no start-up)
     redis_commands: int  # what Redis processed meanwhile (the limiter, RQ, the leases' slots)
     db_connections: int  # the most the workers held at once, all processes together
     db_commits: int | None  # transactions committed meanwhile (PostgreSQL's count; None on SQLite)
@@ -111,23 +113,9 @@ def deliver(
     messages: int,
     connections: int,
 ) -> Run:
-    """Compose `messages` for each account, run `processes` workers with `connections` each
-    until all are sent."""
-    sends = [
-        outbox.create_send(
-            user,
-            account,
-            [Recipient(f"person{i}@example.org", f"Person {i}") for i in range(messages)],
-            "Spring newsletter",
-            "Dear friend,\n\n" + "We open again on Tuesday.\n" * 30,
-        )
-        for account in accounts
-    ]
-    ids = [send.id for send in sends]
-    db.session.rollback()  # no read left open while the workers run (see _sent)
-    commands_before = _redis_commands()
-    commits_before = _commits()
-    total = messages * len(accounts)
+    """Start `processes` workers with `connections` each, then, once every one is ready (so no
+    process's start-up falls inside the measured span or counts in its CPU), compose `messages`
+    for each account and wait until all are sent."""
     settings = {"LAMPLIGHT_MAIL_WORKER_CONNECTIONS": str(connections)}
     workers = [
         subprocess.Popen(
@@ -140,21 +128,50 @@ def deliver(
         )
         for _ in range(processes)
     ]
-    db_connections = 0
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while _sent(ids) < total:
-            if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
-                raise RuntimeError(f"{label}: {_sent(ids)} of {total} sent in time")
-            db_connections = max(db_connections, _database_connections(workers))
-            time.sleep(0.2)
-        rss = [_peak_rss_mb(worker.pid) for worker in workers]
-        cpu = sum(_cpu_seconds(worker.pid) for worker in workers)
+        return _measure(workers, user, accounts, label, processes, messages, connections)
     finally:
         for worker in workers:
             os.killpg(worker.pid, signal.SIGTERM)
         for worker in workers:
             worker.communicate(timeout=60)
+
+
+def _measure(
+    workers: list[subprocess.Popen],
+    user: User,
+    accounts: list[EmailAccount],
+    label: str,
+    processes: int,
+    messages: int,
+    connections: int,
+) -> Run:
+    _wait_until_ready(workers, label)
+    cpu_before = sum(_cpu_seconds(worker.pid) for worker in workers)
+    commands_before = _redis_commands()
+    commits_before = _commits()
+    sends = [
+        outbox.create_send(
+            user,
+            account,
+            [Recipient(f"person{i}@example.org", f"Person {i}") for i in range(messages)],
+            "Spring newsletter",
+            "Dear friend,\n\n" + "We open again on Tuesday.\n" * 30,
+        )
+        for account in accounts
+    ]
+    ids = [send.id for send in sends]
+    db.session.rollback()  # no read left open while the workers run (see _sent)
+    total = messages * len(accounts)
+    db_connections = 0
+    deadline = time.monotonic() + TIMEOUT
+    while _sent(ids) < total:
+        if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+            raise RuntimeError(f"{label}: {_sent(ids)} of {total} sent in time")
+        db_connections = max(db_connections, _database_connections(workers))
+        time.sleep(0.2)
+    rss = [_peak_rss_mb(worker.pid) for worker in workers]
+    cpu = sum(_cpu_seconds(worker.pid) for worker in workers) - cpu_before
     first, last = db.session.execute(
         select(func.min(Message.sent_at), func.max(Message.sent_at)).where(Message.send_id.in_(ids))
     ).one()
@@ -174,6 +191,17 @@ def deliver(
         db_connections,
         commits,
     )
+
+
+def _wait_until_ready(workers: list[subprocess.Popen], label: str) -> None:
+    """Until every worker process has registered with RQ (its start-up done, its loop
+    running)."""
+    pids = {worker.pid for worker in workers}
+    deadline = time.monotonic() + TIMEOUT
+    while not pids <= {each.pid for each in Worker.all(queue=outbox.mail_queue())}:
+        if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+            raise RuntimeError(f"{label}: the workers did not start")
+        time.sleep(0.2)
 
 
 def _redis_commands() -> int:
