@@ -15,10 +15,10 @@ running `python worker.py` processes (as in production, not --burst) delivering:
 The workers start, and are ready, before the mail is composed: no process's start-up falls in
 the measured span or its CPU. Each figure: messages per second from the first message sent to
 the last (the database's sent_at), the peak resident memory (VmHWM) of each worker process, the
-workers' CPU and Redis commands per message, the most database connections the workers held at once (sampled every
-0.2 s) and, on PostgreSQL, the transactions they committed. Ratios are against the baseline
-measured in the same run. The database is a fresh SQLite file, or a fresh PostgreSQL database
-when BENCH_DATABASE_URL names a server.
+workers' CPU and Redis commands per message, the most database connections the workers held
+at once (sampled every 0.2 s) and, on PostgreSQL, the transactions they committed. Ratios are
+against the baseline measured in the same run. The database is a fresh SQLite file, or a fresh
+PostgreSQL database when BENCH_DATABASE_URL names a server.
 """
 
 from __future__ import annotations
