@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,61 @@ def deliver(
     """Start `processes` workers with `connections` each, then, once every one is ready (so no
     process's start-up falls inside the measured span or counts in its CPU), compose `messages`
     for each account and wait until all are sent."""
+    with _workers(env, processes, connections) as workers:
+        _wait_until_ready(workers, label)
+        cpu_before = sum(_cpu_seconds(worker.pid) for worker in workers)
+        commands_before = _redis_commands()
+        commits_before = _commits()
+        sends = [
+            outbox.create_send(
+                user,
+                account,
+                [Recipient(f"person{i}@example.org", f"Person {i}") for i in range(messages)],
+                "Spring newsletter",
+                "Dear friend,\n\n" + "We open again on Tuesday.\n" * 30,
+            )
+            for account in accounts
+        ]
+        ids = [send.id for send in sends]
+        db.session.rollback()  # no read left open while the workers run (see _sent)
+        total = messages * len(accounts)
+        db_connections = 0
+        deadline = time.monotonic() + TIMEOUT
+        while _sent(ids) < total:
+            if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+                raise RuntimeError(f"{label}: {_sent(ids)} of {total} sent in time")
+            db_connections = max(db_connections, _database_connections(workers))
+            time.sleep(0.2)
+        rss = [_peak_rss_mb(worker.pid) for worker in workers]
+        cpu = sum(_cpu_seconds(worker.pid) for worker in workers) - cpu_before
+        first, last = db.session.execute(
+            select(func.min(Message.sent_at), func.max(Message.sent_at)).where(
+                Message.send_id.in_(ids)
+            )
+        ).one()
+        rate = (total - 1) / (last - first).total_seconds()
+        commands = _redis_commands() - commands_before
+        commits = None if commits_before is None else _commits() - commits_before
+        return Run(
+            label,
+            len(workers),
+            connections,
+            len(accounts),
+            total,
+            rate,
+            rss,
+            cpu,
+            commands,
+            db_connections,
+            commits,
+        )
+
+
+@contextlib.contextmanager
+def _workers(
+    env: dict[str, str], processes: int, connections: int
+) -> Iterator[list[subprocess.Popen]]:
+    """`processes` long-running workers with `connections` each, stopped on leaving."""
     settings = {"LAMPLIGHT_MAIL_WORKER_CONNECTIONS": str(connections)}
     workers = [
         subprocess.Popen(
@@ -129,68 +185,12 @@ def deliver(
         for _ in range(processes)
     ]
     try:
-        return _measure(workers, user, accounts, label, processes, messages, connections)
+        yield workers
     finally:
         for worker in workers:
             os.killpg(worker.pid, signal.SIGTERM)
         for worker in workers:
             worker.communicate(timeout=60)
-
-
-def _measure(
-    workers: list[subprocess.Popen],
-    user: User,
-    accounts: list[EmailAccount],
-    label: str,
-    processes: int,
-    messages: int,
-    connections: int,
-) -> Run:
-    _wait_until_ready(workers, label)
-    cpu_before = sum(_cpu_seconds(worker.pid) for worker in workers)
-    commands_before = _redis_commands()
-    commits_before = _commits()
-    sends = [
-        outbox.create_send(
-            user,
-            account,
-            [Recipient(f"person{i}@example.org", f"Person {i}") for i in range(messages)],
-            "Spring newsletter",
-            "Dear friend,\n\n" + "We open again on Tuesday.\n" * 30,
-        )
-        for account in accounts
-    ]
-    ids = [send.id for send in sends]
-    db.session.rollback()  # no read left open while the workers run (see _sent)
-    total = messages * len(accounts)
-    db_connections = 0
-    deadline = time.monotonic() + TIMEOUT
-    while _sent(ids) < total:
-        if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
-            raise RuntimeError(f"{label}: {_sent(ids)} of {total} sent in time")
-        db_connections = max(db_connections, _database_connections(workers))
-        time.sleep(0.2)
-    rss = [_peak_rss_mb(worker.pid) for worker in workers]
-    cpu = sum(_cpu_seconds(worker.pid) for worker in workers) - cpu_before
-    first, last = db.session.execute(
-        select(func.min(Message.sent_at), func.max(Message.sent_at)).where(Message.send_id.in_(ids))
-    ).one()
-    rate = (total - 1) / (last - first).total_seconds()
-    commands = _redis_commands() - commands_before
-    commits = None if commits_before is None else _commits() - commits_before
-    return Run(
-        label,
-        processes,
-        connections,
-        len(accounts),
-        total,
-        rate,
-        rss,
-        cpu,
-        commands,
-        db_connections,
-        commits,
-    )
 
 
 def _wait_until_ready(workers: list[subprocess.Popen], label: str) -> None:

@@ -7,9 +7,9 @@ the worker that took its messages over.
 
 This is the worker's hot path (a few statements per message sent), so it runs on a connection of
 its own with statements built once, in SQLAlchemy Core rather than through the ORM session, and
-the marks run on the driver's cursor (see driver_sql). Every
-commit is durable (the database's default flush to disk): a mark acknowledged and then lost in a
-database crash would send that message again. The speed comes from overlap and sharing instead
+the marks run on the driver's cursor (see driver_sql). Every commit is durable (the database's
+default flush to disk): a mark acknowledged and then lost in a database crash would send that
+message again. The speed comes from overlap and sharing instead
 (see Recorder): a message's mark is written while the next message travels, the marks of all of a
 process's connections that arrive while a commit is under way share the next one, and marks
 that need not precede the next acceptance wait for a commit that must happen anyway.

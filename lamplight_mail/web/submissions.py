@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from redis import exceptions as redis_errors
-
 from lamplight_mail.extensions import get_redis
+from lamplight_mail.web.throttle import UNREACHABLE
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ KEY = "lamplight:compose-once:{user}:{token}"
 REMEMBER_SECONDS = 24 * 3600
 PENDING = "pending"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
-UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -66,23 +66,25 @@ def claim(user_id: int, token: str | None) -> Earlier | None:
     return Earlier(int(text) if text.isdigit() else None)
 
 
+@contextmanager
+def _unless_redis_is_down(what: str) -> Iterator[None]:
+    try:
+        yield
+    except UNREACHABLE as error:
+        log.warning("compose token not %s, Redis unavailable: %s", what, error)
+
+
 def record(user_id: int, token: str | None, send_id: int) -> None:
     """The claiming post made `send_id`: a repeat of the form is taken to it."""
     key = _key(user_id, token)
-    if key is None:
-        return
-    try:
-        get_redis().set(key, str(send_id), ex=REMEMBER_SECONDS)
-    except UNREACHABLE as error:
-        log.warning("compose token not recorded, Redis unavailable: %s", error)
+    if key is not None:
+        with _unless_redis_is_down("recorded"):
+            get_redis().set(key, str(send_id), ex=REMEMBER_SECONDS)
 
 
 def release(user_id: int, token: str | None) -> None:
     """The claiming post made no send (it failed): the form may be posted again."""
     key = _key(user_id, token)
-    if key is None:
-        return
-    try:
-        get_redis().delete(key)
-    except UNREACHABLE as error:
-        log.warning("compose token not released, Redis unavailable: %s", error)
+    if key is not None:
+        with _unless_redis_is_down("released"):
+            get_redis().delete(key)
